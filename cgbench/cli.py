@@ -1,0 +1,243 @@
+"""The ``cgbench`` command line. Thin: parse, call the library, turn known errors into one line.
+
+Exit status: 0 done, 1 a run failed (e.g. a non-finite loss), 2 a usage or input error,
+130 interrupted (the run was checkpointed and can be resumed).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+PRESET_NAMES = ("tiny", "cpu", "paper")
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Known errors become one line on stderr and an exit status; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cgbench.errors import CgbenchError
+
+        try:
+            return fn(*args, **kwargs)
+        except CgbenchError as exc:
+            _fail(str(exc), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
+            from cgbench.train import Interrupted, NonFiniteLoss
+
+            if isinstance(exc, Interrupted):
+                _fail(str(exc), 130)
+            if isinstance(exc, NonFiniteLoss):
+                _fail(str(exc), 1)
+            raise
+
+    return wrapper
+
+
+def _quiet() -> None:
+    """Keep MLflow's INFO chatter (store migrations) out of the user's terminal."""
+    import logging
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cgbench")
+def main() -> None:
+    """Train, ablate and score CycleGAN with the paper's protocol; every number in MLflow."""
+    _quiet()
+
+
+# --- shared options ------------------------------------------------------------------
+
+
+def data_options(fn: Callable) -> Callable:
+    fn = click.option("--dataset", type=click.Choice(["synthcity"]), default=None,
+                      help="The embedded dataset (generated on first use). The default.")(fn)
+    fn = click.option("--data", "data_dir", type=str, default=None, metavar="DIR",
+                      help="A dataset folder: Cityscapes, pix2pix aligned or CycleGAN unaligned layout.")(fn)
+    return fn
+
+
+def config_options(fn: Callable) -> Callable:
+    for decorator in reversed([
+        click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
+                     help="Starting configuration. Default: paper on a CUDA machine, cpu otherwise."),
+        click.option("--config", "config_file", type=str, default=None, metavar="FILE.yaml",
+                     help="YAML file of config keys (only existing keys)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key."),
+        click.option("--seed", type=int, default=None, help="Fixes data order, initialisation and sampling."),
+        click.option("--experiment", default="cgbench", show_default=True, help="MLflow experiment name."),
+        click.option("--tracking-uri", default=None,
+                     help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def default_preset() -> str:
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_config(preset, config_file, sets, data_dir, dataset, **explicit):
+    from cgbench import config as cfg
+    from cgbench.errors import ConfigError
+
+    if data_dir and dataset:
+        raise ConfigError("give either --data DIR or --dataset synthcity, not both")
+    data = data_dir or dataset
+    return cfg.resolve(preset, config_file, cfg.parse_set(sets), data=data, **explicit)
+
+
+# --- cgbench run -----------------------------------------------------------------------
+
+
+@main.command()
+@data_options
+@click.option("--method", default=None, help="Training method (see --list-methods). Default: cyclegan.")
+@click.option("--ablation", default=None, help="CycleGAN ablation (see --list-ablations). Default: cyclegan.")
+@config_options
+@click.option("--iters", type=int, default=None, help="Total iterations (replaces epochs).")
+@click.option("--epochs", type=float, default=None, help="Total epochs (replaces iters).")
+@click.option("--resume", "resume_run_id", default=None, metavar="RUN_ID",
+              help="Continue this run from its last checkpoint, with its recorded config.")
+@click.option("--run-name", default=None, help="MLflow run name. Default: <ablation>-seed<N>.")
+@click.option("--list-ablations", is_flag=True, help="Print the ablations with the paper's row names.")
+@click.option("--list-methods", is_flag=True, help="Print the training methods.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@handle_errors
+def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, experiment, tracking_uri,
+        iters, epochs, resume_run_id, run_name, list_ablations, list_methods, progress):
+    """Train CycleGAN, one of its ablations, or a baseline, recording every loss term in MLflow."""
+    if list_ablations:
+        from cgbench.methods.cyclegan import ABLATIONS
+
+        for a in ABLATIONS.values():
+            terms = [t for t, on in (("GAN", a.gan), ("forward cycle", a.cycle_forward),
+                                     ("backward cycle", a.cycle_backward), ("identity", a.identity)) if on]
+            click.echo(f"{a.name:16s} {a.paper_row:24s} {' + '.join(terms)}")
+        return
+    if list_methods:
+        from cgbench.methods import METHODS
+
+        for name, cls in METHODS.items():
+            click.echo(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+        return
+
+    from cgbench.errors import ConfigError
+    from cgbench.train import train
+
+    if resume_run_id:
+        given = [n for n, v in (("--data", data_dir), ("--dataset", dataset), ("--method", method),
+                                ("--ablation", ablation), ("--preset", preset), ("--config", config_file),
+                                ("--set", sets), ("--seed", seed), ("--iters", iters), ("--epochs", epochs)) if v]
+        if given:
+            raise ConfigError(f"--resume continues a run with its recorded config; drop {', '.join(given)}")
+        config, preset = None, None
+    else:
+        preset = preset or default_preset()
+        config = resolve_config(preset, config_file, sets, data_dir, dataset, method=method, ablation=ablation,
+                                seed=seed, iters=iters, epochs=epochs)
+        from cgbench.methods import get_method
+        from cgbench.methods.cyclegan import get_ablation
+
+        get_method(config.method)
+        get_ablation(config.ablation)
+        click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}.")
+
+    result = train(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
+                   resume_run_id=resume_run_id, run_name=run_name, progress=progress, echo=click.echo)
+    click.echo(
+        f"Run {result.run_id} {result.status.lower()} after {result.iterations} iterations "
+        f"({result.sec_per_iter:.3f} s/iter median). Compare runs with: mlflow ui"
+        + (f" --backend-store-uri {tracking_uri}" if tracking_uri else "")
+    )
+
+
+# --- cgbench data ------------------------------------------------------------------------
+
+
+@main.group()
+def data() -> None:
+    """Datasets: generate the embedded SynthCity dataset."""
+
+
+@data.command("synth")
+@click.option("--out", required=True, type=str, metavar="DIR", help="Folder to write (Cityscapes layout).")
+@click.option("--size", default=128, show_default=True, help="Image height; width is twice that.")
+@click.option("--train", "n_train", default=1000, show_default=True, help="Training scenes.")
+@click.option("--val", "n_val", default=200, show_default=True, help="Validation scenes.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=None, type=int, help="Processes (default: up to 2).")
+@handle_errors
+def data_synth(out, size, n_train, n_val, seed, workers):
+    """Write SynthCity: procedural street scenes in the Cityscapes label space and layout."""
+    import time
+
+    from cgbench.data.synthcity import generate
+
+    t0 = time.perf_counter()
+    root = generate(out, size=size, n_train=n_train, n_val=n_val, seed=seed, workers=workers)
+    click.echo(f"SynthCity: {n_train} train + {n_val} val scenes at {2 * size}x{size} in {root} "
+               f"({time.perf_counter() - t0:.1f} s).")
+
+
+# --- cgbench bench -----------------------------------------------------------------------
+
+
+@main.command()
+@data_options
+@click.option("--preset", "presets", type=click.Choice(PRESET_NAMES), multiple=True,
+              help="Presets to time (repeatable). Default: cpu and paper.")
+@click.option("--ablation", default="cyclegan", show_default=True)
+@click.option("--iters", type=int, default=30, show_default=True, help="Timed iterations per preset.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key.")
+@click.option("--tracking-uri", default=None, help="Default: a throwaway sqlite store in a temp dir.")
+@handle_errors
+def bench(data_dir, dataset, presets, ablation, iters, sets, tracking_uri):
+    """Time training iterations per preset: seconds per iteration, data and logging shares."""
+    import tempfile
+
+    from cgbench.train import train
+
+    presets = presets or ("cpu", "paper")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        uri = tracking_uri or f"sqlite:///{tmpdir}/bench.db"
+        for preset in presets:
+            config = resolve_config(preset, None, sets, data_dir, dataset, ablation=ablation, iters=iters)
+            config = config.replace(checkpoint_every=max(iters, 1), sample_every=0)
+            result = train(config, tracking_uri=uri, experiment="cgbench-bench", preset=preset,
+                           progress=False, echo=lambda *_: None)
+            rows.append((preset, config, result))
+    click.echo(f"{'preset':8s} {'size':>5s} {'ngf':>4s} {'blocks':>6s} {'s/iter (median)':>16s} "
+               f"{'data %':>7s} {'logging %':>9s} {'device':>7s}")
+    for preset, config, r in rows:
+        from cgbench.train import resolve_device
+
+        click.echo(f"{preset:8s} {config.image_size:5d} {config.ngf:4d} {config.n_blocks:6d} "
+                   f"{r.sec_per_iter:16.4f} {100 * r.data_fraction:6.2f}% {100 * r.log_fraction:8.2f}% "
+                   f"{resolve_device(config.device).type:>7s}")
+    if len(rows) > 1:
+        base = rows[0][2].sec_per_iter
+        for preset, _, r in rows[1:]:
+            click.echo(f"{preset} / {rows[0][0]}: {r.sec_per_iter / base:.2f}x")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

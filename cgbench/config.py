@@ -1,0 +1,215 @@
+"""The one typed run configuration, its presets, and strict overrides.
+
+A run is described by a single flat :class:`Config`. A preset (``tiny``, ``cpu``, ``paper``)
+changes only the keys it names; a YAML file and ``--set key=value`` do the same on top of it.
+Any key that is not a field of :class:`Config` is an error that lists the valid keys, and
+every value is converted to the field's type (so ``--set lr=1e-4`` is a float, not a string).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cgbench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- what is trained -------------------------------------------------------------
+    method: str = "cyclegan"
+    ablation: str = "cyclegan"
+    seed: int = 0
+    # --- data: X = colour label maps, Y = photos (the paper's notation) ----------------
+    data: str = "synthcity"  # "synthcity" (the embedded dataset) or a dataset folder
+    image_size: int = 128  # crop size seen by the networks
+    load_size: int = 143  # images are resized to this square, then randomly cropped
+    flip: bool = True
+    disjoint: bool = False  # draw X and Y from disjoint halves of the training scenes
+    # --- networks --------------------------------------------------------------------
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: int = 6  # residual blocks of the ResNet generator (6 at 128 px, 9 at 256 px)
+    n_layers_d: int = 3  # PatchGAN depth; 3 gives the 70x70 receptive field
+    init_gain: float = 0.02
+    # --- objective -------------------------------------------------------------------
+    gan_mode: str = "lsgan"  # "lsgan" (the paper's) or "vanilla" (BCE)
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5  # times lambda_cycle; used only by ablations that enable identity
+    pool_size: int = 50
+    # --- optimisation ----------------------------------------------------------------
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    epochs: float = 200.0  # total epochs; exactly one of epochs / iters is > 0 (setting one zeroes the other)
+    iters: int = 0  # total iterations
+    decay_fraction: float = 0.5  # lr constant, then linear decay to 0 over this last fraction
+    # --- bookkeeping -----------------------------------------------------------------
+    log_every: int = 1  # record the loss terms every k iterations
+    sample_every: int = 0  # image grids every k iterations (0: only at the end)
+    checkpoint_every: int = 500  # iterations between checkpoints (and the final one)
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def replace(self, **changes: Any) -> Config:
+        return apply_overrides(self, changes, source="overrides")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's Cityscapes setting: 128x128 crops of 143x143 images, 6 blocks, batch 1,
+    # 100 epochs at 2e-4 then 100 epochs of linear decay.
+    "paper": dict(image_size=128, load_size=143, ngf=64, ndf=64, n_blocks=6, batch_size=1, epochs=200.0, iters=0),
+    # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
+    "cpu": dict(
+        image_size=64, load_size=72, ngf=16, ndf=16, n_blocks=4, batch_size=1,
+        iters=1500, checkpoint_every=500, log_every=5,
+    ),
+    # Seconds: for tests and smoke checks only.
+    "tiny": dict(
+        image_size=32, load_size=36, ngf=4, ndf=4, n_blocks=1, batch_size=1,
+        iters=4, checkpoint_every=2, pool_size=4,
+    ),
+}
+
+
+def valid_keys() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in valid_keys()}
+
+
+def _convert(key: str, value: Any, typ: type) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"true", "1", "yes", "on"}:
+            return True
+        if text in {"false", "0", "no", "off"}:
+            return False
+        raise ConfigError(f"config key {key!r} takes true or false, not {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}") from None
+        if not number.is_integer():
+            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+        return int(number)
+    if typ is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r} takes a number, not {value!r}") from None
+    return str(value)
+
+
+def _unknown_key_error(key: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(
+        f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(valid_keys())}"
+    )
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any], source: str) -> Config:
+    """Return ``config`` with ``overrides`` applied; only existing keys, values typed."""
+    types_by_key = _field_types()
+    changes = {}
+    for key, value in overrides.items():
+        if key not in types_by_key:
+            raise _unknown_key_error(key, source)
+        changes[key] = _convert(key, value, types_by_key[key])
+    if changes.get("iters", 0) > 0 and "epochs" not in changes:  # the length is given one way only
+        changes["epochs"] = 0.0
+    elif changes.get("epochs", 0) > 0 and "iters" not in changes:
+        changes["iters"] = 0
+    return dataclasses.replace(config, **changes)
+
+
+def parse_set(items: typing.Iterable[str]) -> dict[str, str]:
+    """Parse ``--set key=value`` items."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes key=value, got {item!r}; e.g. --set lr=1e-4")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; give the path of a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}; fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must be a mapping of key: value")
+    return data
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    sets: dict[str, Any] | None = None,
+    **explicit: Any,
+) -> Config:
+    """Defaults, then the preset, then the YAML file, then ``--set``, then explicit CLI options."""
+    config = Config()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        config = apply_overrides(config, PRESETS[preset], source=f"preset {preset!r}")
+    if config_file is not None:
+        config = apply_overrides(config, load_yaml(config_file), source=str(config_file))
+    if sets:
+        config = apply_overrides(config, sets, source="--set")
+    given = {k: v for k, v in explicit.items() if v is not None}
+    config = apply_overrides(config, given, source="the command line")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks that need more than one key, or a range; each error names the fix."""
+    if (config.epochs > 0) == (config.iters > 0):
+        raise ConfigError("give exactly one of iters or epochs (e.g. --iters 1000 or --epochs 200)")
+    if config.image_size < 32 or config.image_size % 4:
+        raise ConfigError(
+            f"image_size {config.image_size} is too small or not a multiple of 4; the generator "
+            "downsamples twice and the PatchGAN needs >= 32 px: use e.g. 32, 64 or 128"
+        )
+    if config.load_size < config.image_size:
+        raise ConfigError(
+            f"load_size {config.load_size} is smaller than image_size {config.image_size}; "
+            "images are resized to load_size and then cropped, so set load_size >= image_size"
+        )
+    if config.gan_mode not in {"lsgan", "vanilla"}:
+        raise ConfigError(f"gan_mode {config.gan_mode!r} is not one of: lsgan, vanilla")
+    for key in ("batch_size", "ngf", "ndf", "log_every", "checkpoint_every", "n_layers_d"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
+    if config.n_blocks < 0 or config.pool_size < 0 or config.sample_every < 0:
+        raise ConfigError("n_blocks, pool_size and sample_every must be >= 0")
+    if not 0.0 <= config.decay_fraction <= 1.0:
+        raise ConfigError(f"decay_fraction must lie in [0, 1], got {config.decay_fraction}")

@@ -1,0 +1,128 @@
+"""What every method shares: the GAN loss, the image pool, and the Method interface.
+
+A method owns its networks and optimisers, runs one training iteration with
+:meth:`Method.train_step`, names the loss terms it records, and exposes the two translators the
+evaluators need (labels→photo and photo→labels). The trainer, the tracking and the evaluators
+need nothing else from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from cgbench.config import Config
+
+
+class GANLoss(nn.Module):
+    """The adversarial loss: least squares (the paper's choice) or the vanilla BCE form."""
+
+    def __init__(self, mode: str = "lsgan"):
+        super().__init__()
+        self.loss = nn.MSELoss() if mode == "lsgan" else nn.BCEWithLogitsLoss()
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+        return self.loss(prediction, target)
+
+
+class ImagePool:
+    """The paper's buffer of the latest generated images (Shrivastava et al.).
+
+    Until it holds ``size`` images it returns each new fake as is and stores it. Once full, with
+    probability 1/2 it returns a random stored fake and puts the new one in its place, else it
+    returns the new fake. Its random draws come from its own seeded generator, saved with it.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif torch.rand(1, generator=self.rng).item() < 0.5:
+                index = int(torch.randint(len(self.images), (1,), generator=self.rng))
+                out.append(self.images[index].clone())
+                self.images[index] = image
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        stacked = torch.cat(self.images).cpu() if self.images else torch.empty(0)
+        return {"images": stacked, "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.images = [image.unsqueeze(0).to(device) for image in state["images"]]
+        self.rng.set_state(state["rng"])
+
+
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+class Method:
+    """The interface a training method implements. Subclasses register in ``cgbench.methods``."""
+
+    name: ClassVar[str]
+    #: The loss terms it records, in order, each logged as ``loss/<term>``.
+    terms: ClassVar[tuple[str, ...]]
+
+    def __init__(self, config: Config, device: torch.device):
+        self.config = config
+        self.device = device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.pools: dict[str, ImagePool] = {}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration on labels ``x`` (domain X) and photos ``y`` (domain Y), both in [-1, 1]."""
+        raise NotImplementedError
+
+    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def samples(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows of the sample grid: named image batches in [-1, 1]."""
+        fake_y, fake_x = self.labels_to_photo(x), self.photo_to_labels(y)
+        return {"x": x, "G(x)": fake_y, "y": y, "F(y)": fake_x}
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.networks.values():
+            net.train(mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "networks": {k: v.state_dict() for k, v in self.networks.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "pools": {k: v.state_dict() for k, v in self.pools.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, net in self.networks.items():
+            net.load_state_dict(state["networks"][k])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, pool in self.pools.items():
+            pool.load_state_dict(state["pools"][k], self.device)
+
+    def load_translators(self, networks: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Load only the networks (for evaluation)."""
+        for k, net in self.networks.items():
+            if k in networks:
+                net.load_state_dict(networks[k])

@@ -1,0 +1,137 @@
+"""CycleGAN and the paper's ablations (Tables 4 and 5).
+
+Notation of the paper: X = label maps, Y = photos, G: X→Y, F: Y→X; D_Y judges photos and D_X
+label maps. The full objective is
+
+    L = L_GAN(G, D_Y) + L_GAN(F, D_X) + λ (‖F(G(x)) − x‖₁ + ‖G(F(y)) − y‖₁)
+        [+ λ_idt λ (‖G(y) − y‖₁ + ‖F(x) − x‖₁)]
+
+and each ablation is a row of :data:`ABLATIONS` saying which of those terms are on. A term that
+is off is neither computed nor optimised, and is recorded as 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cgbench.config import Config
+from cgbench.errors import ConfigError
+from cgbench.methods.base import GANLoss, ImagePool, Method, set_requires_grad
+from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    paper_row: str  # the row name in the paper's Tables 4 and 5
+    gan: bool  # both adversarial terms (and the discriminators)
+    cycle_forward: bool  # x → G(x) → F(G(x)) ≈ x
+    cycle_backward: bool  # y → F(y) → G(F(y)) ≈ y
+    identity: bool = False  # G(y) ≈ y and F(x) ≈ x
+
+
+ABLATIONS: dict[str, Ablation] = {
+    a.name: a
+    for a in (
+        Ablation("cycle-only", "Cycle alone", gan=False, cycle_forward=True, cycle_backward=True),
+        Ablation("no-cycle", "GAN alone", gan=True, cycle_forward=False, cycle_backward=False),
+        Ablation("forward-cycle", "GAN + forward cycle", gan=True, cycle_forward=True, cycle_backward=False),
+        Ablation("backward-cycle", "GAN + backward cycle", gan=True, cycle_forward=False, cycle_backward=True),
+        Ablation("cyclegan", "CycleGAN", gan=True, cycle_forward=True, cycle_backward=True),
+        Ablation("identity", "CycleGAN + identity", gan=True, cycle_forward=True, cycle_backward=True, identity=True),
+    )
+}
+
+
+def get_ablation(name: str) -> Ablation:
+    if name not in ABLATIONS:
+        raise ConfigError(f"unknown ablation {name!r}; valid ablations: {', '.join(ABLATIONS)}")
+    return ABLATIONS[name]
+
+
+class CycleGAN(Method):
+    name = "cyclegan"
+    terms = ("G_gan", "F_gan", "cycle_forward", "cycle_backward", "idt_G", "idt_F", "D_Y", "D_X")
+
+    def __init__(self, config: Config, device: torch.device):
+        super().__init__(config, device)
+        self.ablation = get_ablation(config.ablation)
+        c = config
+
+        def generator() -> nn.Module:
+            return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(device)
+
+        def discriminator() -> nn.Module:
+            return init_weights(PatchDiscriminator(3, c.ndf, c.n_layers_d), c.init_gain).to(device)
+
+        self.G, self.F = generator(), generator()
+        self.D_Y, self.D_X = discriminator(), discriminator()
+        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
+        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
+        self.optimizers = {
+            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
+            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
+        }
+        self.pools = {"fake_x": ImagePool(c.pool_size, c.seed), "fake_y": ImagePool(c.pool_size, c.seed + 1)}
+        self.gan_loss = GANLoss(c.gan_mode)
+        self.l1 = nn.L1Loss()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        on, c = self.ablation, self.config
+        G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
+        zero = x.new_zeros(())
+
+        # Forward: both translations.
+        fake_y, fake_x = G(x), F(y)
+
+        # Generator losses, with the discriminators frozen.
+        set_requires_grad([D_X, D_Y], False)
+        loss = {
+            "G_gan": self.gan_loss(D_Y(fake_y), True) if on.gan else zero,
+            "F_gan": self.gan_loss(D_X(fake_x), True) if on.gan else zero,
+            "cycle_forward": self.l1(F(fake_y), x) if on.cycle_forward else zero,
+            "cycle_backward": self.l1(G(fake_x), y) if on.cycle_backward else zero,
+            "idt_G": self.l1(G(y), y) if on.identity else zero,
+            "idt_F": self.l1(F(x), x) if on.identity else zero,
+        }
+        loss_G = (
+            loss["G_gan"] + loss["F_gan"]
+            + c.lambda_cycle * (loss["cycle_forward"] + loss["cycle_backward"])
+            + c.lambda_identity * c.lambda_cycle * (loss["idt_G"] + loss["idt_F"])
+        )
+
+        # Generator step.
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.optimizers["G"].step()
+
+        # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
+        if on.gan:
+            set_requires_grad([D_X, D_Y], True)
+            loss["D_Y"] = self._discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
+            loss["D_X"] = self._discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
+
+            # Discriminator step.
+            self.optimizers["D"].zero_grad(set_to_none=True)
+            (loss["D_Y"] + loss["D_X"]).backward()
+            self.optimizers["D"].step()
+        else:
+            loss["D_Y"] = loss["D_X"] = zero
+        return {k: v.detach() for k, v in loss.items()}
+
+    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+
+    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)
+
+    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
+        return self.F(y)
+
+    def samples(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake_y, fake_x = self.G(x), self.F(y)
+        return {"x": x, "G(x)": fake_y, "F(G(x))": self.F(fake_y), "y": y, "F(y)": fake_x, "G(F(y))": self.G(fake_x)}

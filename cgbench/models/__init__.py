@@ -1,0 +1,1 @@
+"""Networks: the CycleGAN generator and discriminator, and the evaluator segmenter."""

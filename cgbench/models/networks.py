@@ -1,0 +1,89 @@
+"""The CycleGAN networks, as in the paper's appendix and the authors' reference code.
+
+* :class:`ResnetGenerator` — c7s1-k, two stride-2 downsamplings, N residual blocks, two
+  fractionally-strided upsamplings, c7s1-3 with tanh. Instance norm without affine parameters,
+  reflection padding, no dropout.
+* :class:`PatchDiscriminator` — the 70x70 PatchGAN: C64 (no norm) - C128 - C256 - C512 (stride 1)
+  - 1 channel, LeakyReLU 0.2.
+* :func:`init_weights` — N(0, 0.02) weights, zero biases.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The paper's generator: 3 channels in, 3 channels out in [-1, 1]."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 6):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU(True),
+        ]
+        for mult in (1, 2):  # d128, d256
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                _norm(ngf * mult * 2), nn.ReLU(True),
+            ]
+        layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
+        for mult in (4, 2):  # u128, u64
+            layers += [
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
+                _norm(ngf * mult // 2), nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: one real/fake score per (70x70 with n_layers=3) patch; raw scores, no sigmoid."""
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        channels = ndf
+        for i in range(1, n_layers + 1):
+            out = ndf * min(2**i, 8)
+            stride = 2 if i < n_layers else 1
+            layers += [nn.Conv2d(channels, out, 4, stride=stride, padding=1), _norm(out), nn.LeakyReLU(0.2, True)]
+            channels = out
+        layers += [nn.Conv2d(channels, 1, 4, stride=1, padding=1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
+    """Conv weights from N(0, gain), biases 0 (the paper's initialisation)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(module.weight, 0.0, gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

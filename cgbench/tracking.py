@@ -1,0 +1,328 @@
+"""Everything MLflow: the run lifecycle, batched metrics, tags, inputs, artifacts, checkpoints.
+
+This is the only module that writes to MLflow. The tracking URI is the user's ``--tracking-uri``,
+else ``MLFLOW_TRACKING_URI``, else MLflow's own default, so a plain ``mlflow ui`` started in the
+same directory shows the runs.
+
+Metrics are buffered and written with one ``log_batch`` call per flush, so recording every loss
+term at every step costs little. Checkpoints are written atomically into the run's artifact
+folder when it is local (the common case) and uploaded otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urlparse
+
+import torch
+from mlflow import MlflowClient
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import _get_store
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+from cgbench.errors import CgbenchError
+
+TAG_PREFIX = "cgbench."
+CHECKPOINT_DIR = "checkpoints"
+KEPT_CHECKPOINTS = 2
+PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "cityscapesScripts", "cgbench")
+
+
+def client_for(tracking_uri: str | None) -> MlflowClient:
+    """An MLflow client for ``tracking_uri`` (None: the environment's or MLflow's default)."""
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def code_version() -> str:
+    """The git commit of the source tree (with ``-dirty`` when modified), else the package version."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=5,
+            )
+            return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "cgbench-" + metadata.version("cgbench")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class _FolderSource(DatasetSource):
+    """An MLflow dataset source that is a local folder (or any URI the user gave)."""
+
+    def __init__(self, uri: str):
+        self._uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "folder"
+
+    def load(self, **kwargs: Any) -> str:
+        return self._uri
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> _FolderSource:
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self._uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[str, Any]) -> _FolderSource:
+        return cls(source_dict["uri"])
+
+
+def _local_path(uri: str) -> Path | None:
+    """The filesystem path of a local artifact URI, or None for a remote store."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Path(uri)
+    return None
+
+
+class RunTracker:
+    """One MLflow run: created fresh or reopened for ``--resume``."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+        self._buffer: list[Metric] = []
+
+    # --- lifecycle -----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, tracking_uri: str | None, experiment: str, run_name: str | None, tags: dict[str, str],
+        parent_run_id: str | None = None,
+    ) -> RunTracker:
+        client = client_for(tracking_uri)
+        experiment_id = ensure_experiment(client, experiment)
+        all_tags = {**tags, TAG_PREFIX + "code_version": code_version()}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, tracking_uri: str | None, run_id: str) -> RunTracker:
+        client = client_for(tracking_uri)
+        get_run(client, run_id)
+        client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.flush()
+        self.client.set_terminated(self.run_id, status=status)
+
+    @property
+    def run(self):
+        return self.client.get_run(self.run_id)
+
+    @property
+    def name(self) -> str:
+        return self.run.data.tags.get(MLFLOW_RUN_NAME, self.run_id)
+
+    # --- params, tags, inputs ------------------------------------------------------
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100], synchronous=True)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def log_dataset(self, name: str, source_uri: str, digest: str, context: str = "training") -> None:
+        dataset = MetaDataset(source=_FolderSource(source_uri), name=name, digest=digest)
+        entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+        self.client.log_inputs(self.run_id, datasets=[entity])
+
+    def log_environment(self) -> None:
+        versions = package_versions()
+        self.set_tags({TAG_PREFIX + "pkg." + k: v for k, v in versions.items()})
+        self.log_json(versions, "environment.json")
+
+    # --- metrics ---------------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Buffer one step's metrics; they reach MLflow at the next :meth:`flush`."""
+        now = int(time.time() * 1000)
+        self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+
+    def flush(self) -> None:
+        """Write every buffered metric (MLflow takes at most 1000 per batch)."""
+        buffer, self._buffer = self._buffer, []
+        for start in range(0, len(buffer), 1000):
+            self.client.log_batch(self.run_id, metrics=buffer[start : start + 1000], synchronous=True)
+
+    def last_logged_step(self, key: str) -> int:
+        """The highest step recorded for ``key`` (-1 when none)."""
+        history = self.client.get_metric_history(self.run_id, key)
+        return max((m.step for m in history), default=-1)
+
+    # --- artifacts -------------------------------------------------------------------
+    @property
+    def artifact_dir(self) -> Path | None:
+        return _local_path(self.run.info.artifact_uri)
+
+    def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_json(self, data: Any, name: str) -> None:
+        self.client.log_dict(self.run_id, data, name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_figure(self, figure, name: str) -> None:
+        self.client.log_figure(self.run_id, figure, name)
+
+    def log_image(self, image, name: str) -> None:
+        """Log a PIL image (or HxWx3 uint8 array) as the PNG artifact ``name``."""
+        self.client.log_image(self.run_id, image, artifact_file=name)
+
+    def delete_artifacts(self, artifact_path: str) -> None:
+        """Remove a folder of artifacts (used when a result is re-computed, to replace it)."""
+        local = self.artifact_dir
+        if local is None:
+            return  # remote stores overwrite files of the same name; nothing to clean up
+        target = local / artifact_path
+        if target.is_dir():
+            for path in sorted(target.rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            target.rmdir()
+
+    # --- checkpoints -----------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
+        """Write ``checkpoints/step_XXXXXXXX.pt`` atomically; keep the newest two."""
+        name = f"step_{step:08d}.pt"
+        local = self.artifact_dir
+        if local is not None:
+            folder = local / CHECKPOINT_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
+                torch.save(state, tmp)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp.name, folder / name)
+            for old in sorted(folder.glob("step_*.pt"))[:-KEPT_CHECKPOINTS]:
+                old.unlink()
+        else:
+            with tempfile.TemporaryDirectory() as tmpdir:
+                path = Path(tmpdir) / name
+                torch.save(state, path)
+                self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
+
+    def checkpoint_names(self) -> list[str]:
+        files = self.client.list_artifacts(self.run_id, CHECKPOINT_DIR)
+        return sorted(Path(f.path).name for f in files if f.path.endswith(".pt") and "step_" in f.path)
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+        """The newest readable checkpoint, or None when the run has none."""
+        return load_run_checkpoint(self.client, self.run_id, map_location)
+
+
+def load_run_checkpoint(
+    client: MlflowClient, run_id: str, map_location: str | torch.device = "cpu"
+) -> dict[str, Any] | None:
+    """The newest checkpoint of a run that loads (an older one when the newest was cut short)."""
+    files = client.list_artifacts(run_id, CHECKPOINT_DIR)
+    names = sorted((f.path for f in files if f.path.endswith(".pt")), reverse=True)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        for name in names:
+            path = client.download_artifacts(run_id, name, tmpdir)
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except (RuntimeError, EOFError, OSError, ValueError):
+                continue  # a partially written file: fall back to the previous checkpoint
+    return None
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def get_run(client: MlflowClient, run_id: str):
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        uri = client.tracking_uri
+        raise CgbenchError(
+            f"no run {run_id!r} in the MLflow store {uri}; check the run id in `mlflow ui` "
+            "or pass the right --tracking-uri"
+        ) from None
+
+
+def search_runs(
+    client: MlflowClient, experiment_names: list[str] | None, filter_string: str, order_by: list[str] | None = None,
+    max_results: int = 1000,
+):
+    """Runs matching an MLflow filter, across the named experiments (all when None)."""
+    if experiment_names is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        ids = [e.experiment_id for n in experiment_names if (e := client.get_experiment_by_name(n))]
+    if not ids:
+        return []
+    return client.search_runs(ids, filter_string=filter_string, order_by=order_by, max_results=max_results)
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Silence MLflow's chatty INFO logging (store migrations, run URLs) for CLI output."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def state_to_bytes(state: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
