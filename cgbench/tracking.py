@@ -268,10 +268,21 @@ def load_run_checkpoint(
     return None
 
 
+def _artifact_root(tracking_uri: str) -> str | None:
+    """For a sqlite store, keep artifacts beside the database file (MLflow's own default would put
+    them under the current directory, wherever the command happened to run)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "sqlite" or not parsed.path or parsed.path in ("/", "/:memory:"):
+        return None
+    db = Path(unquote(parsed.path[1:]))  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+    return (db.resolve().parent / "mlruns").as_uri()
+
+
 def ensure_experiment(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name)
+        root = _artifact_root(client.tracking_uri)
+        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id

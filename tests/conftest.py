@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny SynthCity dataset and a real sqlite MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_SIZE = 32  # images 64x32
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A tiny SynthCity set (Cityscapes layout), generated once per test session."""
+    from cgbench.data.synthcity import generate
+
+    return generate(tmp_path_factory.mktemp("synthcity") / "synthcity", size=TINY_SIZE, n_train=12, n_val=6,
+                    seed=0, workers=1)
+
+
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    """A fresh sqlite MLflow store; artifacts land beside it."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+    """Run the real ``cgbench`` console script; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    exe = Path(sys.executable).with_name("cgbench")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgbench.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Every test runs in its own folder, so default paths (./mlflow.db, ./data) stay out of the repo."""
+    monkeypatch.chdir(tmp_path)
