@@ -1,0 +1,242 @@
+"""Loading a split of a labels<->photo dataset in one of three folder layouts.
+
+- ``cityscapes``: the official layout, ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` photos
+  with ``gtFine/{split}/{city}/*_gtFine_labelIds.png`` label ids (SynthCity writes this too).
+- ``aligned``: the pix2pix ``cityscapes`` set, ``train/`` and ``val/`` (or ``test/``) holding one
+  image per example, the photo on the left (A) and its colour label image on the right (B).
+- ``unaligned``: the CycleGAN layout, photos in ``trainA/``/``testA/`` and colour label images in
+  ``trainB/``/``testB/``; examples are paired by sorted file order when the counts agree.
+
+Whatever the layout, a split is returned as uint8 tensors held in memory: photos (N, 3, H, W) and
+labels as Cityscapes *train ids* (N, H, W), 255 = ignored. Files are decoded by PIL in a thread
+pool, and a digest of every byte read identifies the data in experiment records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cgbench.data.labels import ID_TO_TRAIN_ID, colors_to_train_ids
+from cgbench.errors import DataError
+
+LAYOUTS = ("cityscapes", "aligned", "unaligned")
+SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_EXPECTED = ("Cityscapes (leftImg8bit/ and gtFine/), pix2pix aligned (train/ and val/ holding "
+             "photo|label images side by side) or CycleGAN unaligned (trainA/, trainB/, testA/, "
+             "testB/)")
+
+
+@dataclass
+class Split:
+    """One split of a dataset, decoded into memory.
+
+    ``photos`` is (N, 3, H, W) uint8 RGB; ``labels`` is (M, H', W') uint8 Cityscapes train ids with
+    255 for ignored pixels. When ``paired`` is true, M == N and ``labels[i]`` annotates
+    ``photos[i]``; otherwise (an unaligned set with different photo and label counts) the two are
+    independent samples of each domain. ``names[i]`` is the path of photo i relative to the split's
+    photo folder, without extension (for Cityscapes ``city/city_000000_000019_leftImg8bit``), so
+    results can be saved under the ground truth's names. ``digest`` is a sha256 prefix of the
+    relative paths and bytes of every file read: same data, same digest, wherever it lives.
+    """
+
+    photos: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    paired: bool
+    digest: str
+    layout: str
+    root: str
+
+
+def detect_layout(root: str | os.PathLike) -> str:
+    """The layout of the dataset folder ``root``: "cityscapes", "aligned" or "unaligned"."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist: check the path, or generate a "
+                        "SynthCity set there")
+    if (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir():
+        return "cityscapes"
+    if (root / "trainA").is_dir() and (root / "trainB").is_dir():
+        return "unaligned"
+    if (root / "train").is_dir():
+        return "aligned"
+    raise DataError(f"{root} matches no dataset layout: expected {_EXPECTED}")
+
+
+@dataclass
+class _Task:
+    """One file to read. ``role``: photo, ids (label-id image), color (colour labels) or pair."""
+
+    path: Path
+    role: str
+
+
+@dataclass
+class _Decoded:
+    file_hash: bytes
+    photo: np.ndarray | None = None  # (H, W, 3) uint8
+    label: np.ndarray | None = None  # (H, W) train ids, or (H, W, 3) colours for colour labels
+
+
+def _as_hw(size: int | tuple[int, int] | None, what: str) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+        raise DataError(f"{what} {size!r} is not a size: give an int or an (height, width) pair "
+                        "of positive ints")
+    return hw
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _resize(img: Image.Image, hw: tuple[int, int] | None, resample: Image.Resampling) -> Image.Image:
+    if hw is None or img.size == (hw[1], hw[0]):
+        return img
+    return img.resize((hw[1], hw[0]), resample)
+
+
+def _decode(task: _Task, photo_hw, label_hw) -> _Decoded:
+    """Read, hash and decode one file; photos resize bilinearly (antialiased), labels NEAREST."""
+    try:
+        data = task.path.read_bytes()
+        img = Image.open(BytesIO(data))
+        img.load()
+        if task.role == "ids":
+            ids = np.asarray(img)
+            if ids.ndim != 2 or ids.max(initial=0) > 255:
+                raise DataError(f"{task.path} is not a single-channel 8-bit label-id image: "
+                                "replace it with the dataset's *_gtFine_labelIds.png")
+            train_ids = Image.fromarray(ID_TO_TRAIN_ID[ids.astype(np.uint8)])
+            return _Decoded(hashlib.sha256(data).digest(),
+                            label=np.asarray(_resize(train_ids, label_hw, Image.NEAREST)))
+        img = img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {task.path} ({err}): re-generate or replace the "
+                        "file") from None
+    decoded = _Decoded(hashlib.sha256(data).digest())
+    if task.role == "pair":
+        width, height = img.size
+        if width % 2:
+            raise DataError(f"{task.path} is {width}x{height}, not a photo|label pair of two "
+                            "equal halves: replace it or use another layout")
+        photo, label = img.crop((0, 0, width // 2, height)), img.crop((width // 2, 0, width, height))
+    else:
+        photo, label = (img, None) if task.role == "photo" else (None, img)
+    if photo is not None:
+        decoded.photo = np.asarray(_resize(photo, photo_hw, Image.BILINEAR))
+    if label is not None:
+        decoded.label = np.asarray(_resize(label, label_hw, Image.NEAREST))
+    return decoded
+
+
+def _stack(arrays: list[np.ndarray], folder: Path, what: str) -> np.ndarray:
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        sizes = ", ".join(f"{s[1]}x{s[0]}" for s in sorted(shapes)[:3])
+        raise DataError(f"{what} in {folder} have different sizes ({sizes}): pass a size to "
+                        "resize them")
+    return np.stack(arrays)
+
+
+def _cityscapes_tasks(root: Path, split: str) -> tuple[list[_Task], list[_Task], Path]:
+    photo_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    if not photo_dir.is_dir():
+        raise DataError(f"{photo_dir} does not exist: this Cityscapes folder has no {split} split")
+    photos = [p for p in _images(photo_dir) if p.stem.endswith("_leftImg8bit")]
+    labels = []
+    for photo in photos:
+        prefix = photo.stem.removesuffix("_leftImg8bit")
+        label = label_dir / photo.parent.relative_to(photo_dir) / f"{prefix}_gtFine_labelIds.png"
+        if not label.is_file():
+            raise DataError(f"photo {photo} has no label file {label}: restore it or remove the "
+                            "photo")
+        labels.append(_Task(label, "ids"))
+    return [_Task(p, "photo") for p in photos], labels, photo_dir
+
+
+def _aligned_tasks(root: Path, split: str) -> tuple[list[_Task], list[_Task], Path]:
+    folder = root / split
+    if split == "val" and not folder.is_dir():
+        folder = root / "test"
+    if not folder.is_dir():
+        raise DataError(f"{root / split} does not exist: this aligned (pix2pix) folder has no "
+                        f"{split} split")
+    return [_Task(p, "pair") for p in _images(folder)], [], folder
+
+
+def _unaligned_tasks(root: Path, split: str) -> tuple[list[_Task], list[_Task], Path]:
+    prefix = "train" if split == "train" else "test"
+    photo_dir, label_dir = root / f"{prefix}A", root / f"{prefix}B"
+    for folder in (photo_dir, label_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder} does not exist: an unaligned (CycleGAN) folder needs "
+                            f"{prefix}A/ (photos) and {prefix}B/ (colour labels)")
+    labels = _images(label_dir)
+    if not labels:
+        raise DataError(f"no images in {label_dir}: add the colour label images or re-create the "
+                        "dataset")
+    return [_Task(p, "photo") for p in _images(photo_dir)], [_Task(p, "color") for p in labels], \
+        photo_dir
+
+
+_TASKS = {"cityscapes": _cityscapes_tasks, "aligned": _aligned_tasks,
+          "unaligned": _unaligned_tasks}
+
+
+def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] | None = None,
+               photo_size: int | tuple[int, int] | None = None) -> Split:
+    """Load the "train" or "val" split of the dataset in ``root``, its layout detected.
+
+    ``size`` (int for square, or (h, w)) resizes labels with NEAREST and photos bilinearly with
+    antialiasing; ``photo_size`` gives photos a different size than labels (e.g. the generator's
+    resolution beside full-resolution ground truth). Without a size, images keep their native
+    resolution, which must then be the same across the split. "val" is ``val/`` (or ``test/``)
+    for the aligned layout and ``testA/``/``testB/`` for the unaligned one.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    label_hw = _as_hw(size, "size")
+    photo_hw = _as_hw(photo_size, "photo_size") or label_hw
+    root = Path(root)
+    layout = detect_layout(root)
+    photo_tasks, label_tasks, photo_dir = _TASKS[layout](root, split)
+    if not photo_tasks:
+        raise DataError(f"no photos found in {photo_dir}: check the dataset folder or re-create it")
+
+    tasks = photo_tasks + label_tasks
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        decoded = list(pool.map(lambda t: _decode(t, photo_hw, label_hw), tasks))
+
+    digest = hashlib.sha256()
+    for task, item in zip(tasks, decoded):
+        digest.update(task.path.relative_to(root).as_posix().encode() + b"\0" + item.file_hash)
+
+    photos = _stack([d.photo for d in decoded if d.photo is not None], photo_dir, "photos")
+    labels = _stack([d.label for d in decoded if d.label is not None], photo_dir, "labels")
+    if labels.ndim == 4:  # colour label images: nearest official colour, black = ignored
+        rgb = torch.from_numpy(labels).permute(0, 3, 1, 2)
+        label_tensor = colors_to_train_ids(rgb, void=True).to(torch.uint8)
+    else:
+        label_tensor = torch.from_numpy(labels)
+    return Split(
+        photos=torch.from_numpy(photos).permute(0, 3, 1, 2).contiguous(),
+        labels=label_tensor,
+        names=[t.path.relative_to(photo_dir).with_suffix("").as_posix() for t in photo_tasks],
+        paired=len(photos) == len(label_tensor),
+        digest=digest.hexdigest()[:16],
+        layout=layout,
+        root=str(root),
+    )
