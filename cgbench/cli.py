@@ -239,5 +239,97 @@ def bench(data_dir, dataset, presets, ablation, iters, sets, tracking_uri):
             click.echo(f"{preset} / {rows[0][0]}: {r.sec_per_iter / base:.2f}x")
 
 
+# --- cgbench eval ------------------------------------------------------------------------
+
+
+@main.command("eval")
+@click.option("--run", "run_id", default=None, metavar="RUN_ID", help="The run to score (made by cgbench run).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg. See --list.")
+@click.option("--list", "list_evaluators", is_flag=True, help="Show every installed evaluator and exit.")
+@click.option("--fcn", "fcn", default=None, metavar="RUN_ID|PATH",
+              help="The evaluator FCN: an FCN run id or a .pt file (checkpoint or bare state dict). "
+                   "Default: the latest finished FCN trained on the run's data at its image size.")
+@click.option("--fcn-arch", type=click.Choice(["fcn8s", "fcn_resnet50"]), default=None,
+              help="Architecture of a bare state dict given with --fcn (default fcn8s).")
+@click.option("--data", "data_dir", default=None, metavar="DIR",
+              help="Dataset folder, when it moved since training. Default: the one the run recorded.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--samples", "n_samples", type=int, default=4, show_default=True, help="Images in the sample grid.")
+@click.option("--save-images", is_flag=True,
+              help="Also store the translated images as lossless PNGs under the ground truth's file names "
+                   "(artifacts eval/<direction>/images/).")
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@handle_errors
+def eval_(run_id, metrics, list_evaluators, fcn, fcn_arch, data_dir, batch_size, device, n_samples, save_images,
+          tracking_uri, progress):
+    """Score a trained run with the paper's protocol and write the results into the run."""
+    from cgbench.errors import CgbenchError
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our own bar is enough
+
+    if list_evaluators:
+        from evaluators.base import discover
+
+        errors: dict[str, str] = {}
+        installed = discover(errors)
+        click.echo(f"{'name':12s} {'direction':13s} {'needs':6s} {'metrics':40s} description")
+        for name, cls in installed.items():
+            click.echo(f"{name:12s} {cls.direction:13s} {','.join(cls.needs) or '-':6s} "
+                       f"{','.join(cls.metrics):40s} {cls.description}")
+        for name, error in errors.items():
+            click.echo(f"{name:12s} BROKEN: {error}")
+        return
+    if not run_id:
+        raise CgbenchError("give the run to score with --run RUN_ID (or --list to show the evaluators)")
+    from cgbench.evaluate import evaluate, format_report
+
+    report = evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
+                      batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
+                      progress=progress, echo=click.echo)
+    for line in format_report(report):
+        click.echo(line)
+    click.echo(f"Recorded in run {run_id} at step {report.step}. Compare runs with: mlflow ui"
+               + (f" --backend-store-uri {tracking_uri}" if tracking_uri else ""))
+
+
+# --- cgbench fcn -------------------------------------------------------------------------
+
+
+@main.group()
+def fcn() -> None:
+    """The evaluator network behind the FCN score."""
+
+
+@fcn.command("train")
+@data_options
+@config_options
+@click.option("--arch", type=click.Choice(["fcn8s", "fcn_resnet50"]), default=None,
+              help="Segmenter architecture (config key fcn_arch). Default: fcn8s.")
+@click.option("--epochs", type=float, default=None, help="Passes over the training photos (fcn_epochs).")
+@click.option("--run-name", default=None, help="MLflow run name. Default: fcn-<arch>-<size>px-seed<N>.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@handle_errors
+def fcn_train(data_dir, dataset, preset, config_file, sets, seed, experiment, tracking_uri, arch, epochs,
+              run_name, progress):
+    """Train the FCN on real photos resized to the generator's resolution and back; log its ceiling."""
+    from cgbench.fcn import train_fcn
+
+    preset = preset or default_preset()
+    config = resolve_config(preset, config_file, sets, data_dir, dataset, seed=seed, fcn_arch=arch,
+                            fcn_epochs=epochs)
+    click.echo(f"Preset {preset}; {config.fcn_arch} (width {config.fcn_width}) at image size {config.image_size}, "
+               f"{config.fcn_epochs:g} epochs, seed {config.seed}.")
+    result = train_fcn(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset, run_name=run_name,
+                       progress=progress, echo=click.echo)
+    m = result.ground_truth.metrics
+    click.echo(f"FCN run {result.run_id} finished after {result.iterations} iterations ({result.seconds:.1f} s). "
+               f"Ground truth (real val photos): per-pixel {m['per_pixel_acc']:.3f}, per-class "
+               f"{m['per_class_acc']:.3f}, IoU {m['class_iou']:.3f}.")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -57,6 +57,13 @@ class Config:
     checkpoint_every: int = 500  # iterations between checkpoints (and the final one)
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # torch CPU threads (0: torch's default)
+    # --- the evaluator network behind the FCN score (``cgbench fcn train``) -------------
+    fcn_arch: str = "fcn8s"  # "fcn8s" (FCN-8s sized for the data) or "fcn_resnet50" (torchvision)
+    fcn_width: int = 32  # base channel width of fcn8s (unused by fcn_resnet50)
+    fcn_epochs: float = 30.0  # passes over the training photos
+    fcn_batch_size: int = 8
+    fcn_lr: float = 1e-3  # Adam; cosine-decayed to 0 over training
+    fcn_weight_decay: float = 1e-4
 
     def replace(self, **changes: Any) -> Config:
         return apply_overrides(self, changes, source="overrides")
@@ -68,16 +75,19 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Cityscapes setting: 128x128 crops of 143x143 images, 6 blocks, batch 1,
     # 100 epochs at 2e-4 then 100 epochs of linear decay.
-    "paper": dict(image_size=128, load_size=143, ngf=64, ndf=64, n_blocks=6, batch_size=1, epochs=200.0, iters=0),
+    "paper": dict(image_size=128, load_size=143, ngf=64, ndf=64, n_blocks=6, batch_size=1, epochs=200.0, iters=0,
+                  fcn_arch="fcn8s", fcn_width=64, fcn_epochs=60.0, fcn_batch_size=8, fcn_lr=1e-3),
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
     "cpu": dict(
         image_size=64, load_size=72, ngf=16, ndf=16, n_blocks=4, batch_size=1,
         iters=1500, checkpoint_every=500, log_every=5,
+        fcn_arch="fcn8s", fcn_width=16, fcn_epochs=8.0, fcn_batch_size=8, fcn_lr=2e-3,
     ),
     # Seconds: for tests and smoke checks only.
     "tiny": dict(
         image_size=32, load_size=36, ngf=4, ndf=4, n_blocks=1, batch_size=1,
         iters=4, checkpoint_every=2, pool_size=4,
+        fcn_width=4, fcn_epochs=1.0, fcn_batch_size=4,
     ),
 }
 

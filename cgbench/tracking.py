@@ -185,6 +185,35 @@ class RunTracker:
         for start in range(0, len(buffer), 1000):
             self.client.log_batch(self.run_id, metrics=buffer[start : start + 1000], synchronous=True)
 
+    def log_result_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record a result (e.g. evaluation scores) so that re-computing it replaces it.
+
+        MLflow keeps an append-only history per metric key and shows the value with the highest
+        (step, timestamp, value). For each key: if the value shown at ``step`` is already exactly
+        this one, it is re-sent with the stored timestamp, so the store sees the same
+        (key, step, timestamp, value) row and keeps one copy (no duplicate history); otherwise it
+        is written with a timestamp later than every stored one at ``step``, so it becomes the
+        displayed value while the earlier result stays visible in the key's history.
+        Written at once (not buffered).
+        """
+        now = int(time.time() * 1000)
+        batch = []
+        for key, value in metrics.items():
+            value = float(value)
+            at_step = [m for m in self.client.get_metric_history(self.run_id, key) if m.step == step]
+            shown = max(at_step, key=lambda m: (m.timestamp, m.value), default=None)
+            if shown is not None and shown.value == value:
+                timestamp = shown.timestamp
+            else:
+                timestamp = max([now] + [m.timestamp + 1 for m in at_step])
+            batch.append(Metric(key, value, timestamp, step))
+        for start in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000], synchronous=True)
+
+    def read_json(self, name: str) -> Any:
+        """A JSON artifact of this run, or None when it has none."""
+        return read_run_json(self.client, self.run_id, name)
+
     def last_logged_step(self, key: str) -> int:
         """The highest step recorded for ``key`` (-1 when none)."""
         history = self.client.get_metric_history(self.run_id, key)
@@ -266,6 +295,19 @@ def load_run_checkpoint(
             except (RuntimeError, EOFError, OSError, ValueError):
                 continue  # a partially written file: fall back to the previous checkpoint
     return None
+
+
+def read_run_json(client: MlflowClient, run_id: str, name: str) -> Any:
+    """The JSON artifact ``name`` of a run, or None when the run has no such artifact."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        try:
+            path = client.download_artifacts(run_id, name, tmpdir)
+        except (MlflowException, OSError):
+            return None
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
 
 
 def _artifact_root(tracking_uri: str) -> str | None:

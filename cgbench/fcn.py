@@ -1,0 +1,354 @@
+"""The evaluator network behind the FCN score: training it, finding it, loading it.
+
+``train_fcn`` trains a segmenter (``fcn_arch``: the CPU-sized FCN-8s of
+:mod:`cgbench.models.segmenter`, or torchvision's ``fcn_resnet50``, never pretrained) on the
+real training photos and their ground truth the way the paper's FCN was trained: each photo is
+downsampled to the generator's resolution (``image_size``, bilinear with antialiasing, as the
+loader resizes training photos) and upsampled back bilinearly to the label resolution
+(:func:`evaluators.fcn.segmenter_input`); the loss is cross-entropy against the native-resolution
+labels with ignored pixels (255) left out. The run is tracked in MLflow like any run (tags
+``cgbench.method=fcn``, ``cgbench.dataset_digest`` = the training split's digest, the same one
+``cgbench run`` records, ``cgbench.image_size``), logs ``loss/fcn`` per step, and ends with its
+own score on the real validation photos degraded the same way — the tables' "ground truth" row,
+the ceiling of the FCN score — under ``eval/ground_truth/...``.
+
+Evaluation loads an FCN by run id or file (``weights_only=True``), or finds the latest finished FCN
+run trained on the same data (same digest) at the same image size.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cgbench.config import Config
+from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES
+from cgbench.errors import CgbenchError, ConfigError, DataError
+from cgbench.models.segmenter import SEGMENTER_ARCHS, build_segmenter
+from cgbench.tracking import TAG_PREFIX, RunTracker, get_run, load_run_checkpoint, search_runs
+from evaluators.base import EvalContext, Result, Segmenter
+from evaluators.fcn import FCNScore, segmenter_input
+
+FCN_METHOD = "fcn"
+CHECKPOINT_FORMAT = 1
+GROUND_TRUTH_PREFIX = "eval/ground_truth"
+SCORE_KEYS = ("per_pixel_acc", "per_class_acc", "class_iou")
+
+
+def validate_fcn_config(config: Config) -> None:
+    if config.fcn_arch not in SEGMENTER_ARCHS:
+        raise ConfigError(f"fcn_arch {config.fcn_arch!r} is not one of: {', '.join(SEGMENTER_ARCHS)}")
+    for key in ("fcn_width", "fcn_batch_size"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
+    if config.fcn_epochs <= 0 or config.fcn_lr <= 0 or config.fcn_weight_decay < 0:
+        raise ConfigError("fcn_epochs and fcn_lr must be > 0 and fcn_weight_decay >= 0")
+    if config.image_size < 8:
+        raise ConfigError(f"image_size {config.image_size} is too small; use the generator's resolution, e.g. 64")
+
+
+# --- checkpoints and lookup ------------------------------------------------------------------
+
+
+def checkpoint_state(model: nn.Module, config: Config, iteration: int, ground_truth: dict[str, float]) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "segmenter": model.state_dict(),
+        "arch": config.fcn_arch,
+        "width": config.fcn_width,
+        "num_classes": NUM_CLASSES,
+        "image_size": config.image_size,
+        "iteration": iteration,
+        "ground_truth": dict(ground_truth),
+    }
+
+
+def _infer_bare(state: dict[str, torch.Tensor], arch: str) -> tuple[dict[str, torch.Tensor], int, int]:
+    """(state dict keyed for build_segmenter(arch), width, num_classes) of a bare state dict."""
+    if arch == "fcn8s":
+        try:
+            width, classes = state["to_pool3.0.0.weight"].shape[0], state["score_fr.weight"].shape[0]
+        except KeyError:
+            raise CgbenchError("these weights are not an fcn8s state dict (no to_pool3/score_fr weights); "
+                               "pass the right --fcn-arch") from None
+        return state, int(width), int(classes)
+    if not any(k.startswith("model.") for k in state):  # torchvision's own keys
+        state = {f"model.{k}": v for k, v in state.items()}
+    if "model.classifier.4.weight" not in state:
+        raise CgbenchError("these weights are not an fcn_resnet50 state dict (no classifier.4 weights); "
+                           "pass the right --fcn-arch")
+    state = {k: v for k, v in state.items() if not k.startswith("model.aux_classifier.")}
+    return state, 32, int(state["model.classifier.4.weight"].shape[0])
+
+
+def segmenter_from_checkpoint(obj: Any, source: str, arch: str | None, device: torch.device) -> tuple[nn.Module, dict]:
+    """Build and load the segmenter from our checkpoint dict or a bare state dict."""
+    if not isinstance(obj, dict):
+        raise CgbenchError(f"{source} holds a {type(obj).__name__}, not a state dict or a cgbench FCN checkpoint")
+    if "segmenter" in obj:
+        meta = {k: obj.get(k) for k in ("arch", "width", "num_classes", "image_size", "ground_truth", "iteration")}
+        state, arch_, width, classes = obj["segmenter"], obj["arch"], int(obj["width"]), int(obj["num_classes"])
+        if arch and arch != arch_:
+            raise CgbenchError(f"{source} is an {arch_} checkpoint, but --fcn-arch {arch} was given; drop --fcn-arch")
+    else:
+        arch_ = arch or "fcn8s"
+        if arch_ not in SEGMENTER_ARCHS:
+            raise CgbenchError(f"unknown --fcn-arch {arch_!r}; choose one of: {', '.join(SEGMENTER_ARCHS)}")
+        state, width, classes = _infer_bare(obj, arch_)
+        meta = {"arch": arch_, "width": width, "num_classes": classes}
+    if classes != NUM_CLASSES:
+        raise CgbenchError(f"the segmenter in {source} has {classes} output classes; the FCN score needs exactly the "
+                           f"{NUM_CLASSES} Cityscapes train classes (an extra channel would leak into the histogram)")
+    model = build_segmenter(arch_, NUM_CLASSES, width)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CgbenchError(f"the weights in {source} do not fit a {arch_} segmenter ({first}); "
+                           "pass the right --fcn-arch") from None
+    return model.to(device).eval(), meta
+
+
+def find_fcn_run(client, digest: str | None, image_size: int):
+    """The latest finished FCN run trained on data with ``digest`` at ``image_size`` that has a
+    checkpoint, across all experiments; None when there is none."""
+    if not digest:
+        return None
+    runs = search_runs(
+        client, None,
+        f"tags.`{TAG_PREFIX}method` = '{FCN_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = '{digest}' "
+        f"and tags.`{TAG_PREFIX}image_size` = '{image_size}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=50,
+    )
+    for run in runs:
+        if any(f.path.endswith(".pt") for f in client.list_artifacts(run.info.run_id, "checkpoints")):
+            return run
+    return None
+
+
+def _ground_truth_of(run) -> dict[str, float]:
+    metrics = run.data.metrics
+    return {k: metrics[f"{GROUND_TRUTH_PREFIX}/{k}"] for k in SCORE_KEYS if f"{GROUND_TRUTH_PREFIX}/{k}" in metrics}
+
+
+def _load_from_run(client, run, device: torch.device, arch: str | None) -> Segmenter:
+    run_id = run.info.run_id
+    state = load_run_checkpoint(client, run_id, map_location=device)
+    if state is None:
+        raise CgbenchError(f"FCN run {run_id} has no checkpoint; train one with cgbench fcn train")
+    model, meta = segmenter_from_checkpoint(state, f"FCN run {run_id}", arch, device)
+    return Segmenter(model, source=f"run {run_id}", run_id=run_id, image_size=meta.get("image_size"),
+                     ground_truth=_ground_truth_of(run) or dict(meta.get("ground_truth") or {}))
+
+
+def load_fcn(
+    spec: str | None,
+    client,
+    device: torch.device,
+    arch: str | None = None,
+    digest: str | None = None,
+    image_size: int | None = None,
+    data_root: Path | str | None = None,
+    echo: Callable[[str], None] = print,
+) -> Segmenter:
+    """The evaluator segmenter: ``spec`` = a .pt file (our checkpoint or a bare state dict), an FCN
+    run id, or None to use the latest finished FCN run on the same data and image size."""
+    if spec is None:
+        run = find_fcn_run(client, digest, image_size)
+        if run is None:
+            uri = client.tracking_uri
+            data = f"--data {data_root}" if data_root else "--data DIR"
+            raise CgbenchError(
+                f"no finished FCN trained on this dataset (digest {digest}) at image size {image_size} in {uri}; "
+                f"train one with: cgbench fcn train {data} --set image_size={image_size} --tracking-uri {uri} "
+                "(or name one with --fcn RUN_ID|PATH)"
+            )
+        segmenter = _load_from_run(client, run, device, arch)
+        echo(f"Using the latest FCN trained on this data: run {run.info.run_id} "
+             f"({run.data.tags.get('mlflow.runName', '')}, experiment {run.info.experiment_id}).")
+        return segmenter
+    path = Path(spec).expanduser()
+    if path.is_file():
+        try:
+            obj = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise CgbenchError(f"cannot load {path} with weights_only=True ({type(exc).__name__}); give a state dict "
+                               "or a checkpoint of cgbench fcn train") from None
+        model, meta = segmenter_from_checkpoint(obj, str(path), arch, device)
+        if meta.get("image_size") and image_size and meta["image_size"] != image_size:
+            echo(f"warning: the FCN in {path} was trained at image size {meta['image_size']}, "
+                 f"the run at {image_size}; scores are not comparable to the protocol's")
+        return Segmenter(model, source=str(path), image_size=meta.get("image_size"),
+                         ground_truth=dict(meta.get("ground_truth") or {}))
+    if any(sep in spec for sep in ("/", "\\")) or spec.endswith(".pt"):
+        raise CgbenchError(f"FCN file {spec!r} does not exist; give a .pt file or an FCN run id")
+    run = get_run(client, spec)
+    if run.data.tags.get(TAG_PREFIX + "method") != FCN_METHOD:
+        raise CgbenchError(f"run {spec} is not an FCN run (cgbench.method={run.data.tags.get(TAG_PREFIX + 'method')}); "
+                           "give a run made by cgbench fcn train")
+    segmenter = _load_from_run(client, run, device, arch)
+    if segmenter.image_size and image_size and segmenter.image_size != image_size:
+        echo(f"warning: FCN run {spec} was trained at image size {segmenter.image_size}, the run at {image_size}")
+    return segmenter
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FCNTrainResult:
+    run_id: str
+    iterations: int
+    seconds: float
+    ground_truth: Result
+
+
+def ground_truth_scores(model: nn.Module, split, image_size: int, device: torch.device, batch_size: int,
+                        progress: bool = False, n_samples: int = 4) -> tuple[Result, Any]:
+    """The FCN score of the real validation photos (at the generator resolution, upsampled to the
+    label resolution): the ceiling of the FCN score, the tables' "ground truth" row."""
+    from cgbench.evaluate import stream
+
+    segmenter = Segmenter(model.eval(), source="training")
+    context = EvalContext(split, image_size, device, batch_size, n_samples, loaders={"fcn": lambda: segmenter})
+    scorer = FCNScore(context)
+    real = {"labels2photo": lambda _inputs, index: split.photos[index].to(device)}
+    stats = stream([scorer], context, real, progress=progress, desc="ground truth")
+    return scorer.compute(), stats
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """Linear warm-up over the first 3% of steps, then cosine decay to 0."""
+    warm = max(1, int(0.03 * total))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def train_fcn(
+    config: Config,
+    tracking_uri: str | None = None,
+    experiment: str = "cgbench",
+    preset: str | None = None,
+    run_name: str | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> FCNTrainResult:
+    """Train the evaluator FCN for ``config``'s data and image size; record it in MLflow."""
+    from tqdm.auto import tqdm
+
+    from cgbench.data import datasets
+    from cgbench.data.layouts import load_split
+    from cgbench.evaluate import write_result
+    from cgbench.train import resolve_device
+
+    validate_fcn_config(config)
+    device = resolve_device(config.device)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    ref = datasets.resolve(config.data, echo=echo)
+    size = config.image_size
+    train_split = load_split(ref.root, "train", photo_size=size)
+    if not train_split.paired:
+        raise DataError(f"the training split of {ref.root} pairs no photo with its labels; the FCN needs paired data")
+    val_split = load_split(ref.root, "val", photo_size=size)
+    n = len(train_split.photos)
+    steps_per_epoch = max(1, math.ceil(n / config.fcn_batch_size))
+    total = max(1, round(config.fcn_epochs * steps_per_epoch))
+
+    torch.manual_seed(config.seed)
+    model = build_segmenter(config.fcn_arch, NUM_CLASSES, config.fcn_width).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.fcn_lr, weight_decay=config.fcn_weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total))
+
+    tags = {
+        TAG_PREFIX + "method": FCN_METHOD,
+        TAG_PREFIX + "fcn_arch": config.fcn_arch,
+        TAG_PREFIX + "dataset": ref.name,
+        TAG_PREFIX + "dataset_digest": train_split.digest,
+        TAG_PREFIX + "dataset_layout": train_split.layout,
+        TAG_PREFIX + "image_size": str(size),
+        TAG_PREFIX + "preset": preset or "",
+        TAG_PREFIX + "seed": str(config.seed),
+    }
+    name = run_name or f"fcn-{config.fcn_arch}-{size}px-seed{config.seed}"
+    tracker = RunTracker.create(tracking_uri, experiment, name, tags)
+    fcn_keys = ("data", "image_size", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
+    tracker.log_params({**{k: getattr(config, k) for k in fcn_keys}, "total_iterations": total,
+                        "train_images": n, "val_images": len(val_split.labels),
+                        "label_resolution": "x".join(map(str, train_split.labels.shape[-2:][::-1]))})
+    tracker.log_json(config.to_dict(), "config.json")
+    tracker.log_environment()
+    root_uri = str(ref.root.resolve())
+    tracker.log_dataset(ref.name, root_uri, train_split.digest, context="training")
+    tracker.log_dataset(ref.name + "-val", root_uri, val_split.digest, context="evaluation")
+    echo(f"MLflow run {tracker.run_id} ({name}) in experiment {experiment!r}: {config.fcn_arch} on {n} photos "
+         f"of {ref.root} at {size} px, {total} iterations.")
+
+    photos, labels = train_split.photos, train_split.labels
+    label_hw = labels.shape[-2:]
+    bar = tqdm(total=total, disable=not progress, unit="it", desc="fcn", dynamic_ncols=True, leave=False)
+    t0 = time.perf_counter()
+    step = 0
+    try:
+        model.train()
+        for step in range(total):
+            epoch, offset = divmod(step, steps_per_epoch)
+            order = np.random.default_rng([config.seed, 5, epoch]).permutation(n)
+            index = torch.from_numpy(order[offset * config.fcn_batch_size : (offset + 1) * config.fcn_batch_size])
+            x = photos[index].to(device, non_blocking=True)
+            y = labels[index].to(device, non_blocking=True)
+            flip = torch.from_numpy(np.random.default_rng([config.seed, 6, step]).random(len(index)) < 0.5).to(device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            y = torch.where(flip[:, None, None], y.flip(-1), y)
+            logits = model(segmenter_input(x, label_hw))
+            loss = F.cross_entropy(logits, y.long(), ignore_index=IGNORE_INDEX)
+            if not torch.isfinite(loss):
+                if bool((y != IGNORE_INDEX).any()):
+                    raise CgbenchError(f"the FCN loss became {loss.item()} at iteration {step + 1}; "
+                                       "lower fcn_lr (e.g. --set fcn_lr=3e-4)")
+                scheduler.step()
+                continue  # a batch with no labelled pixel: nothing to learn
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            value = loss.item()
+            tracker.log_metrics({"loss/fcn": value, "lr": scheduler.get_last_lr()[0]}, step + 1)
+            if (step + 1) % 100 == 0:
+                tracker.flush()
+            bar.set_postfix({"loss": f"{value:.3f}"}, refresh=False)
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        tracker.log_metrics({"perf/train_seconds": seconds}, total)
+        tracker.flush()
+
+        result, stats = ground_truth_scores(model, val_split, size, device, max(1, config.fcn_batch_size),
+                                            progress=progress)
+        tracker.save_checkpoint(checkpoint_state(model, config, total, result.metrics), total)
+        write_result(tracker, GROUND_TRUTH_PREFIX, result, total, {
+            "evaluator": "ground_truth", "direction": "labels2photo",
+            "description": "the FCN on real val photos, resized to the generator resolution and back",
+            "fcn_run_id": tracker.run_id, "val_digest": val_split.digest, "n_images": stats.images,
+            "generator_resolution": size, "label_resolution": list(val_split.labels.shape[-2:]),
+            "train_seconds": seconds,
+        })
+    except KeyboardInterrupt:
+        bar.close()
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        bar.close()
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    return FCNTrainResult(tracker.run_id, total, seconds, result)

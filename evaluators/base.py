@@ -1,0 +1,296 @@
+"""The evaluator interface, the evaluation context, and plugin discovery.
+
+An evaluator scores one translation direction of a trained run, in the style of a torchmetrics
+metric: it is built on an :class:`EvalContext`, receives the validation split batch by batch in
+:meth:`Evaluator.update` (already translated by the run's generator), and returns its numbers in
+:meth:`Evaluator.compute`. It never sees the training code or the method: only "a run with two
+translators and a dataset".
+
+Evaluators are found through the entry-point group ``cgbench.evaluators`` (the built-ins
+``fcn`` and ``seg`` are registered the same way in cgbench's ``pyproject.toml``). A third-party
+package registers its own with, e.g.::
+
+    [project.entry-points."cgbench.evaluators"]
+    edges = "my_package.edges:EdgeScore"
+
+where ``EdgeScore`` subclasses :class:`Evaluator` (or :class:`ConfusionEvaluator`) and declares
+``name``, ``direction``, ``needs``, ``metrics`` and ``description``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cgbench.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, colorize
+from evaluators.confusion import ConfusionMatrix, Scores
+
+GROUP = "cgbench.evaluators"
+DIRECTIONS = ("labels2photo", "photo2labels")
+"""labels2photo: G maps colour label maps to photos; photo2labels: F maps photos to label maps."""
+RESOURCES = ("fcn",)
+"""What an evaluator may declare in ``needs``: ``fcn`` = the evaluator segmenter (context.fcn)."""
+SCORE_METRICS = ("per_pixel_acc", "per_class_acc", "class_iou")
+
+
+@dataclass
+class Batch:
+    """A batch of the validation split, translated in one direction.
+
+    All tensors are on the evaluation device. ``labels`` are the ground-truth train ids at their
+    native resolution (255 = ignored) and are never resized. ``inputs`` is what the translator
+    was given: (B, 3, S, S) in [-1, 1] at the generator's resolution S. ``outputs`` is the
+    translator's result as the uint8 image (B, 3, S, S) that ``--save-images`` writes losslessly,
+    so scoring the saved PNGs gives the same numbers.
+    """
+
+    index: torch.Tensor  # (B,) positions in the split
+    names: list[str]
+    labels: torch.Tensor  # (B, H, W) uint8 train ids
+    inputs: torch.Tensor  # (B, 3, S, S) float in [-1, 1]
+    outputs: torch.Tensor  # (B, 3, S, S) uint8
+
+
+@dataclass
+class Segmenter:
+    """The evaluator segmenter behind the FCN score, as the evaluators receive it."""
+
+    model: torch.nn.Module  # (N, 3, H, W) in [-1, 1] -> (N, 19, H, W) logits; in eval mode
+    source: str  # what it is, for messages and records (run id or file path)
+    run_id: str | None = None
+    image_size: int | None = None  # the generator resolution its training photos were resized to
+    ground_truth: dict[str, float] = field(default_factory=dict)  # its own scores on real photos
+
+
+class EvalContext:
+    """What an evaluator may use: the split, the device, batch size, and lazily loaded resources.
+
+    ``split`` is the validation :class:`cgbench.data.layouts.Split` (labels at native
+    resolution; photos may already be at the generator resolution). Resources such as the FCN are
+    loaded on first access, once, through the loaders the driver registers.
+    """
+
+    def __init__(
+        self,
+        split: Any,
+        image_size: int,
+        device: torch.device,
+        batch_size: int = 8,
+        n_samples: int = 4,
+        run_id: str | None = None,
+        loaders: dict[str, Callable[[], Any]] | None = None,
+    ):
+        self.split = split
+        self.image_size = image_size
+        self.device = device
+        self.batch_size = batch_size
+        self.n_samples = n_samples
+        self.run_id = run_id
+        self._loaders = dict(loaders or {})
+        self._resources: dict[str, Any] = {}
+
+    def resource(self, name: str) -> Any:
+        if name not in self._resources:
+            if name not in self._loaders:
+                raise KeyError(f"no loader for resource {name!r}; known: {', '.join(self._loaders) or 'none'}")
+            self._resources[name] = self._loaders[name]()
+        return self._resources[name]
+
+    @property
+    def fcn(self) -> Segmenter:
+        """The evaluator segmenter (loaded on first use)."""
+        return self.resource("fcn")
+
+
+@dataclass
+class Result:
+    """What :meth:`Evaluator.compute` returns.
+
+    ``metrics`` must hold exactly the evaluator's declared ``metrics``. ``scores`` and
+    ``confusion`` (C×C counts, rows = ground truth) give the per-class table and the confusion
+    plot; ``samples`` are named rows of uint8 (n, 3, H, W) images for the sample grid; ``details``
+    is anything JSON-serialisable recorded in ``scores.json``.
+    """
+
+    metrics: dict[str, float]
+    scores: Scores | None = None
+    confusion: torch.Tensor | None = None
+    samples: dict[str, torch.Tensor] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator:
+    """Base class of every evaluator (built-in or plugin)."""
+
+    name: ClassVar[str]
+    direction: ClassVar[str]  # one of DIRECTIONS
+    needs: ClassVar[tuple[str, ...]] = ()  # subset of RESOURCES
+    metrics: ClassVar[tuple[str, ...]] = SCORE_METRICS
+    description: ClassVar[str] = ""
+    #: Where its metrics and artifacts go in the run: ``<prefix>/<metric>``; default ``eval/<name>``.
+    prefix: ClassVar[str | None] = None
+
+    def __init__(self, context: EvalContext):
+        self.context = context
+        self.seconds: dict[str, float] = {}  # optional timing breakdown, reported by the driver
+
+    @classmethod
+    def key_prefix(cls) -> str:
+        return cls.prefix or f"eval/{cls.name}"
+
+    def update(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> Result:
+        raise NotImplementedError
+
+    def _tick(self, what: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[what] = self.seconds.get(what, 0.0) + now - since
+        return now
+
+
+class ConfusionEvaluator(Evaluator):
+    """An evaluator that predicts train ids at ground-truth resolution and scores them with the
+    paper's three numbers from one confusion matrix accumulated over the split.
+
+    Subclasses implement :meth:`predict`; ``update`` adds the batch to the matrix (one vectorised
+    ``bincount``, no per-image loop) and keeps the first ``context.n_samples`` images for the grid.
+    """
+
+    metrics = SCORE_METRICS
+    sample_rows: ClassVar[tuple[str, str, str]] = ("input", "output", "prediction")
+
+    def __init__(self, context: EvalContext):
+        super().__init__(context)
+        self.confusion = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=context.device)
+        self._samples: dict[str, list[torch.Tensor]] = {}
+        self._n_kept = 0
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """Train ids (B, H, W) at the resolution of ``batch.labels``."""
+        raise NotImplementedError
+
+    def update(self, batch: Batch) -> None:
+        t = time.perf_counter()
+        pred = self.predict(batch)
+        t = self._tick("predict", t)
+        self.confusion.update(batch.labels, pred)
+        self._tick("confusion", t)
+        self._keep_samples(batch, pred)
+
+    def compute(self) -> Result:
+        scores = self.confusion.compute()
+        metrics = {k: getattr(scores, k) for k in SCORE_METRICS}
+        samples = {k: torch.cat(v) for k, v in self._samples.items()}
+        return Result(metrics, scores=scores, confusion=self.confusion.hist.cpu(), samples=samples)
+
+    def _keep_samples(self, batch: Batch, pred: torch.Tensor) -> None:
+        take = min(self.context.n_samples - self._n_kept, len(batch.index))
+        if take <= 0:
+            return
+        hw = display_size(batch.labels.shape[-2:])
+        rows = {
+            self.sample_rows[0]: to_display(batch.inputs[:take].add(1).mul(127.5), hw),
+            self.sample_rows[1]: to_display(batch.outputs[:take], hw),
+            self.sample_rows[2]: to_display(colorize(pred[:take].to(torch.uint8)).permute(0, 3, 1, 2), hw),
+            "ground truth": to_display(colorize(batch.labels[:take]).permute(0, 3, 1, 2), hw),
+        }
+        for key, images in rows.items():
+            self._samples.setdefault(key, []).append(images.cpu())
+        self._n_kept += take
+
+
+def display_size(hw: tuple[int, int] | torch.Size, max_height: int = 256) -> tuple[int, int]:
+    h, w = int(hw[0]), int(hw[1])
+    if h <= max_height:
+        return h, w
+    return max_height, max(1, round(w * max_height / h))
+
+
+def to_display(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """uint8 (or float in [0, 255]) images resized (nearest) to ``hw``, as uint8."""
+    x = images.float()
+    if tuple(x.shape[-2:]) != tuple(hw):
+        x = F.interpolate(x, size=hw, mode="nearest-exact")
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def upsample(images: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """uint8 images (B, 3, s, s) resized bilinearly to ``hw``, as float in [0, 255].
+
+    This is the protocol's one resize of generated images: up to the ground-truth label
+    resolution (the labels themselves are never resized).
+    """
+    x = images.float()
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
+
+
+# --- discovery ---------------------------------------------------------------------------
+
+
+class PluginError(Exception):
+    """An installed evaluator entry point that cannot be used."""
+
+
+def check_evaluator_class(obj: Any, entry_name: str) -> type[Evaluator]:
+    """Validate a loaded entry point: an Evaluator subclass that declares what it must."""
+    if not (isinstance(obj, type) and issubclass(obj, Evaluator)):
+        raise PluginError(f"entry point {entry_name!r} is {obj!r}, not a subclass of evaluators.base.Evaluator")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"evaluator {obj.__qualname__} declares no name")
+    if getattr(obj, "direction", None) not in DIRECTIONS:
+        raise PluginError(f"evaluator {name!r} declares direction {getattr(obj, 'direction', None)!r}; "
+                          f"use one of {', '.join(DIRECTIONS)}")
+    unknown = [n for n in obj.needs if n not in RESOURCES]
+    if unknown:
+        raise PluginError(f"evaluator {name!r} needs {', '.join(unknown)}, which cgbench does not provide "
+                          f"(it provides: {', '.join(RESOURCES)})")
+    if not obj.metrics or not all(isinstance(m, str) and m for m in obj.metrics):
+        raise PluginError(f"evaluator {name!r} declares no metrics")
+    return obj
+
+
+def discover(errors: dict[str, str] | None = None) -> dict[str, type[Evaluator]]:
+    """Every installed evaluator, by its declared name, sorted by name.
+
+    Entry points that fail to import or validate are left out; when ``errors`` is given, it
+    receives ``{entry point name: reason}`` for each of them.
+    """
+    found: dict[str, type[Evaluator]] = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
+        try:
+            cls = check_evaluator_class(ep.load(), ep.name)
+        except Exception as exc:  # a broken plugin must not break the others
+            if errors is not None:
+                errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if cls.name in found and found[cls.name] is not cls:
+            if errors is not None:
+                errors[ep.name] = f"duplicate evaluator name {cls.name!r} ({ep.value}); the first one is used"
+            continue
+        found[cls.name] = cls
+    return dict(sorted(found.items()))
+
+
+def per_class_rows(scores: Scores, confusion: torch.Tensor | None) -> list[dict[str, Any]]:
+    """One row per train class: id, name, ground-truth pixels, accuracy, IoU (NaN when absent)."""
+    rows_sum = confusion.sum(1).tolist() if confusion is not None else [None] * NUM_CLASSES
+    out = []
+    for i, name in enumerate(CLASS_NAMES):
+        acc, iou = float(scores.per_class_acc_vec[i]), float(scores.iou_vec[i])
+        out.append({
+            "train_id": i, "class": name, "gt_pixels": rows_sum[i],
+            "evaluated": i in scores.evaluated_classes,
+            "acc": None if np.isnan(acc) else acc, "iou": None if np.isnan(iou) else iou,
+        })
+    return out

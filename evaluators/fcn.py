@@ -1,0 +1,37 @@
+"""The FCN score (labels→photo, the paper's Table 2 and 4).
+
+Each validation label map is translated by the run's G into a photo at the generator resolution;
+that photo (as the uint8 image a lossless PNG would hold) is resized bilinearly **up to the
+ground-truth label resolution** — the labels are never resized — and segmented by the evaluator
+FCN, which was trained on real photos degraded the same way (downsampled to the generator's
+resolution, upsampled back: :func:`segmenter_input`). Predictions go into one 19×19 confusion
+matrix over the split.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from evaluators.base import Batch, ConfusionEvaluator, upsample
+
+
+def segmenter_input(photos: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """What the evaluator FCN sees: uint8 photos at the generator resolution (B, 3, S, S),
+    resized bilinearly to ``hw`` and scaled to [-1, 1]. Used both to train the FCN on real photos
+    and to score generated ones, so the two see the same degradation."""
+    return upsample(photos, hw).div_(127.5).sub_(1.0)
+
+
+class FCNScore(ConfusionEvaluator):
+    """labels→photo: G's photos segmented by the evaluator FCN (the paper's FCN score)."""
+
+    name = "fcn"
+    direction = "labels2photo"
+    needs = ("fcn",)
+    description = "FCN score: G(labels) upsampled to label resolution, segmented by the evaluator FCN"
+    prefix = "eval/labels2photo"
+    sample_rows = ("labels", "G(labels)", "FCN(G(labels))")
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        model = self.context.fcn.model
+        return model(segmenter_input(batch.outputs, batch.labels.shape[-2:])).argmax(1)
