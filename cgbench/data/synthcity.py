@@ -281,10 +281,9 @@ class _Scene:
         asphalt = _rgb(0.36, 0.36, 0.38) * rng.uniform(0.8, 1.2)
         grain = 1 + 0.10 * fine + 0.06 * mid + 0.05 * white + 0.08 * self.coarse[win]
         road_rgb = asphalt * grain[..., None]
-        lanes = road_l + (road_r - road_l) * np.array([0.0, 1.0])
         marks = np.zeros_like(road)
-        for lane_x in lanes:  # solid edge lines
-            marks |= np.abs(x - (lane_x + 0.3 * np.sign(-lane_x))) < 0.06
+        for edge in (road_l, road_r):  # solid lines just inside the kerbs
+            marks |= np.abs(x - (edge - 0.3 * np.sign(edge))) < 0.06
         dash_phase = rng.uniform(0, 1)
         centre = rng.uniform(road_l + 1.0, road_r - 1.0) if road_r - road_l > 2.5 else 0.0
         marks |= (np.abs(x - centre) < 0.07) & (((z / 6.0 + dash_phase) % 1.0) < 0.45)
