@@ -64,6 +64,7 @@ class Config:
     fcn_batch_size: int = 8
     fcn_lr: float = 1e-3  # Adam; cosine-decayed to 0 over training
     fcn_weight_decay: float = 1e-4
+    fcn_crop: int = 0  # train on random crops of this size at label resolution (0: whole images)
 
     def replace(self, **changes: Any) -> Config:
         return apply_overrides(self, changes, source="overrides")
@@ -76,7 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Cityscapes setting: 128x128 crops of 143x143 images, 6 blocks, batch 1,
     # 100 epochs at 2e-4 then 100 epochs of linear decay.
     "paper": dict(image_size=128, load_size=143, ngf=64, ndf=64, n_blocks=6, batch_size=1, epochs=200.0, iters=0,
-                  fcn_arch="fcn8s", fcn_width=64, fcn_epochs=60.0, fcn_batch_size=8, fcn_lr=1e-3),
+                  fcn_arch="fcn8s", fcn_width=64, fcn_epochs=60.0, fcn_batch_size=8, fcn_lr=1e-3, fcn_crop=512),
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
     "cpu": dict(
         image_size=64, load_size=72, ngf=16, ndf=16, n_blocks=4, batch_size=1,

@@ -49,6 +49,8 @@ def validate_fcn_config(config: Config) -> None:
     for key in ("fcn_width", "fcn_batch_size"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
+    if config.fcn_crop < 0 or 0 < config.fcn_crop < 32:
+        raise ConfigError(f"fcn_crop must be 0 (whole images) or >= 32, got {config.fcn_crop}")
     if config.fcn_epochs <= 0 or config.fcn_lr <= 0 or config.fcn_weight_decay < 0:
         raise ConfigError("fcn_epochs and fcn_lr must be > 0 and fcn_weight_decay >= 0")
     if config.image_size < 8:
@@ -309,7 +311,13 @@ def train_fcn(
             flip = torch.from_numpy(np.random.default_rng([config.seed, 6, step]).random(len(index)) < 0.5).to(device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             y = torch.where(flip[:, None, None], y.flip(-1), y)
-            logits = model(segmenter_input(x, label_hw))
+            x = segmenter_input(x, label_hw)
+            if config.fcn_crop:  # one random window per batch, cut after the resize-down-and-up
+                rng = np.random.default_rng([config.seed, 7, step])
+                ch, cw = min(config.fcn_crop, label_hw[0]), min(config.fcn_crop, label_hw[1])
+                top, left = int(rng.integers(0, label_hw[0] - ch + 1)), int(rng.integers(0, label_hw[1] - cw + 1))
+                x, y = x[..., top : top + ch, left : left + cw], y[..., top : top + ch, left : left + cw]
+            logits = model(x)
             loss = F.cross_entropy(logits, y.long(), ignore_index=IGNORE_INDEX)
             if not torch.isfinite(loss):
                 if bool((y != IGNORE_INDEX).any()):

@@ -115,11 +115,12 @@ def test_presets_carry_fcn_settings():
 
 def test_cli_fcn_train(synth_dir, tracking_uri):
     result = CliRunner().invoke(main, ["fcn", "train", "--data", str(synth_dir), "--preset", "tiny", "--seed", "3",
-                                       "--tracking-uri", tracking_uri, "--experiment", "e", "--no-progress"])
+                                       "--set", "fcn_crop=32", "--tracking-uri", tracking_uri, "--experiment", "e", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "Ground truth (real val photos): per-pixel" in result.output
     (run,) = MlflowClient(tracking_uri).search_runs([MlflowClient(tracking_uri).get_experiment_by_name("e").experiment_id])
     assert run.data.tags["cgbench.method"] == "fcn" and run.data.tags["cgbench.seed"] == "3"
+    assert run.data.params["fcn_crop"] == "32"  # trained on 32x32 windows of the 64x32 label maps
     bad = CliRunner().invoke(main, ["fcn", "train", "--data", str(synth_dir), "--preset", "tiny",
                                     "--set", "fcn_lr=0", "--tracking-uri", tracking_uri])
     assert bad.exit_code == 2 and "fcn_lr" in bad.output
