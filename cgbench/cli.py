@@ -50,8 +50,8 @@ def _quiet() -> None:
     """Keep MLflow's INFO chatter (store migrations) out of the user's terminal."""
     import logging
 
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # in case it already was
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,7 +140,6 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
         return
 
     from cgbench.errors import ConfigError
-    from cgbench.train import train
 
     if resume_run_id:
         given = [n for n, v in (("--data", data_dir), ("--dataset", dataset), ("--method", method),
@@ -159,6 +158,8 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
         get_method(config.method)
         get_ablation(config.ablation)
         click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}.")
+
+    from cgbench.train import train
 
     result = train(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
                    resume_run_id=resume_run_id, run_name=run_name, progress=progress, echo=click.echo)

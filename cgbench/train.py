@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 from cgbench.config import Config, apply_overrides, validate
 from cgbench.data import datasets
@@ -148,9 +148,18 @@ def _sample_grid(method: Method, x: torch.Tensor, y: torch.Tensor):
     with torch.no_grad():
         rows = method.samples(x, y)
     method.train(True)
-    images = torch.cat([to_uint8(v).cpu() for v in rows.values()])
-    grid = make_grid(images, nrow=len(x), padding=2)
-    return grid.permute(1, 2, 0).numpy(), list(rows)
+    return image_grid([to_uint8(v).cpu() for v in rows.values()]), list(rows)
+
+
+def image_grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
+    """Batches of uint8 (N, 3, H, W) images as the rows of one (H', W', 3) grid, white between."""
+    n, _, h, w = rows[0].shape
+    grid = torch.full((3, len(rows) * (h + pad) + pad, n * (w + pad) + pad), 255, dtype=torch.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            top, left = pad + r * (h + pad), pad + c * (w + pad)
+            grid[:, top : top + h, left : left + w] = image
+    return grid.permute(1, 2, 0).numpy()
 
 
 def run_tags(config: Config, ref: datasets.DatasetRef, split: Split, preset: str | None) -> dict[str, str]:
@@ -194,10 +203,14 @@ def train(
         data.labels_rgb, data.photos, config.image_size, config.batch_size, config.seed, config.flip, config.disjoint
     )
     total = total_iterations(config, sampler.steps_per_epoch)
-    schedulers = {
-        k: torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(it, total, config.decay_fraction))
-        for k, opt in method.optimizers.items()
-    }
+
+    def set_learning_rate(iteration: int) -> float:
+        """The schedule is a pure function of the iteration, so resuming needs only the iteration."""
+        lr = config.lr * lr_factor(iteration, total, config.decay_fraction)
+        for optimizer in method.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
 
     start, last_logged = 0, -1
     if resume_run_id:
@@ -209,8 +222,6 @@ def train(
         state = tracker.load_checkpoint(map_location=device)
         if state is not None:
             method.load_state_dict(state["method"])
-            for k, sched in schedulers.items():
-                sched.load_state_dict(state["schedulers"][k])
             torch.set_rng_state(state["torch_rng"])
             start = state["iteration"]
         last_logged = tracker.last_logged_step("loss/" + method.terms[0])
@@ -243,7 +254,6 @@ def train(
                 "iteration": iteration,
                 "config": config.to_dict(),
                 "method": method.state_dict(),
-                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
                 "torch_rng": torch.get_rng_state(),
             },
             iteration,
@@ -265,9 +275,8 @@ def train(
                 t0 = time.perf_counter()
                 x, y = sampler.batch(step, device)
                 t1 = time.perf_counter()
+                lr = set_learning_rate(step)
                 losses = method.train_step(x, y)
-                for sched in schedulers.values():
-                    sched.step()
                 iteration = step + 1
                 t2 = time.perf_counter()
 
@@ -283,7 +292,7 @@ def train(
                     window_start, window_iters = now, 0
                     if iteration > last_logged:
                         metrics = {f"loss/{k}": v for k, v in values.items()}
-                        metrics["lr"] = schedulers[next(iter(schedulers))].get_last_lr()[0]
+                        metrics["lr"] = lr
                         metrics["perf/sec_per_iter"] = sec_per_iter
                         tracker.log_metrics(metrics, iteration)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if v}, refresh=False)
