@@ -162,9 +162,15 @@ def image_grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
     return grid.permute(1, 2, 0).numpy()
 
 
+def row_key(config: Config) -> str:
+    """The row a run fills in the paper's tables: its ablation for CycleGAN, else its method."""
+    return config.ablation if config.method == "cyclegan" else config.method
+
+
 def run_tags(config: Config, ref: datasets.DatasetRef, split: Split, preset: str | None) -> dict[str, str]:
     return {
         TAG_PREFIX + "method": config.method,
+        TAG_PREFIX + "row": row_key(config),
         TAG_PREFIX + "ablation": config.ablation if config.method == "cyclegan" else "",
         TAG_PREFIX + "dataset": ref.name,
         TAG_PREFIX + "dataset_digest": split.digest,
@@ -182,6 +188,7 @@ def train(
     resume_run_id: str | None = None,
     parent_run_id: str | None = None,
     run_name: str | None = None,
+    tags: dict[str, str] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
@@ -232,7 +239,7 @@ def train(
     else:
         tracker = RunTracker.create(
             tracking_uri, experiment, run_name or _default_run_name(config),
-            run_tags(config, data.ref, data.split, preset), parent_run_id=parent_run_id,
+            {**run_tags(config, data.ref, data.split, preset), **(tags or {})}, parent_run_id=parent_run_id,
         )
         tracker.log_params({**config.to_dict(), "total_iterations": total, "train_images": len(data.photos)})
         tracker.log_json(config.to_dict(), CONFIG_ARTIFACT)
@@ -341,8 +348,7 @@ def _center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _default_run_name(config: Config) -> str:
-    what = config.ablation if config.method == "cyclegan" else config.method
-    return f"{what}-seed{config.seed}"
+    return f"{row_key(config)}-seed{config.seed}"
 
 
 def _recorded_config(tracker: RunTracker) -> Config:

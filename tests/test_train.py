@@ -45,7 +45,7 @@ def test_run_records_config_tags_dataset_and_artifacts(synth_dir, tracking_uri):
     params, tags = run.data.params, run.data.tags
     for key, value in config.to_dict().items():
         assert params[key] == str(value)
-    assert tags["cgbench.method"] == "cyclegan" and tags["cgbench.ablation"] == "cyclegan"
+    assert tags["cgbench.method"] == "cyclegan" and tags["cgbench.ablation"] == "cyclegan" == tags["cgbench.row"]
     assert tags["cgbench.dataset"] == "synthcity" and len(tags["cgbench.dataset_digest"]) >= 16
     assert tags["cgbench.code_version"] and tags["cgbench.pkg.torch"] and tags["cgbench.pkg.mlflow"] == "3.17.2"
     inputs = run.inputs.dataset_inputs
