@@ -7,21 +7,25 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from PIL import Image
 
 from conftest import run_cli
 from cgbench.cli import main
 from cgbench.config import resolve
-from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_COLORS, colorize
+from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_COLORS, colorize, colors_to_train_ids
+from cgbench.data.layouts import load_split
 from cgbench.evaluate import evaluate, output_file_name, stream, translator_inputs
 from cgbench.fcn import train_fcn
 from cgbench.models.segmenter import FCN8s
 from cgbench.tracking import RunTracker
 from cgbench.train import train
-from evaluators.base import EvalContext, Segmenter
+from evaluators.base import EvalContext, Segmenter, upsample
+from evaluators.confusion import ConfusionMatrix
 from evaluators.fcn import FCNScore, segmenter_input
 from evaluators.seg import SegScore
 
@@ -192,19 +196,12 @@ def test_cgbench_eval_scores_a_run_and_writes_into_it(trained):
     assert record["evaluated_classes"] and set(record["evaluated_classes"]) <= {r["class"] for r in record["per_class"]}
     assert run.data.tags["cgbench.eval.fcn.fcn"] == f"run {trained.fcn_id}"
     # The saved PNGs are the images that were scored: re-scoring them gives the same numbers.
-    from PIL import Image
-
-    from cgbench.data.layouts import load_split
-    from evaluators.confusion import ConfusionMatrix
-
     val = load_split(trained.data, "val")
     cm = ConfusionMatrix(NUM_CLASSES)
     for i, name in enumerate(val.names):
-        path = client.download_artifacts(trained.run_id, f"eval/photo2labels/images/{name.replace('_leftImg8bit', '_gtFine_color')}.png")
-        rgb = torch.from_numpy(__import__("numpy").asarray(Image.open(path))).permute(2, 0, 1)[None]
-        from cgbench.data.labels import colors_to_train_ids
-        from evaluators.base import upsample
-
+        png = name.removesuffix("_leftImg8bit") + "_gtFine_color.png"
+        path = client.download_artifacts(trained.run_id, f"eval/photo2labels/images/{png}")
+        rgb = torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1)[None]
         cm.update(val.labels[i : i + 1], colors_to_train_ids(upsample(rgb, val.labels.shape[-2:]), void=False))
     assert cm.compute().per_pixel_acc == pytest.approx(run.data.metrics["eval/photo2labels/per_pixel_acc"])
 

@@ -115,6 +115,11 @@ def test_cgbench_eval_lists_and_runs_a_third_party_plugin(plugin_site, synth_dir
     files = {a.path for a in client.list_artifacts(run.run_id, "eval/brightness")}
     assert files == {"eval/brightness/scores.json"}
 
-    without = run_cli("eval", "--run", run.run_id, "--metric", "brightness", "--tracking-uri", tracking_uri)
-    assert without.returncode == 2 and "unknown evaluator 'brightness'" in without.stderr
-    assert "installed evaluators: fcn, seg" in without.stderr
+    from click.testing import CliRunner
+
+    from cgbench.cli import main
+
+    without = CliRunner().invoke(main, ["eval", "--run", run.run_id, "--metric", "brightness",
+                                        "--tracking-uri", tracking_uri])  # this process: plugin not installed
+    assert without.exit_code == 2 and "unknown evaluator 'brightness'" in without.output
+    assert "installed evaluators: fcn, seg" in without.output
