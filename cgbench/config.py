@@ -59,12 +59,12 @@ class Config:
     threads: int = 0  # torch CPU threads (0: torch's default)
     # --- the evaluator network behind the FCN score (``cgbench fcn train``) -------------
     fcn_arch: str = "fcn8s"  # "fcn8s" (FCN-8s sized for the data) or "fcn_resnet50" (torchvision)
-    fcn_width: int = 32  # base channel width of fcn8s (unused by fcn_resnet50)
-    fcn_epochs: float = 30.0  # passes over the training photos
+    fcn_width: int = 64  # base channel width of fcn8s (unused by fcn_resnet50)
+    fcn_epochs: float = 60.0  # passes over the training photos
     fcn_batch_size: int = 8
     fcn_lr: float = 1e-3  # Adam; cosine-decayed to 0 over training
     fcn_weight_decay: float = 1e-4
-    fcn_crop: int = 0  # train on random crops of this size at label resolution (0: whole images)
+    fcn_crop: int = 512  # train on random crops of this size at label resolution (0: whole images)
 
     def replace(self, **changes: Any) -> Config:
         return apply_overrides(self, changes, source="overrides")
