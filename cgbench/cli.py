@@ -35,9 +35,10 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
+            from cgbench.sweep import SweepInterrupted
             from cgbench.train import Interrupted, NonFiniteLoss
 
-            if isinstance(exc, Interrupted):
+            if isinstance(exc, (Interrupted, SweepInterrupted)):
                 _fail(str(exc), 130)
             if isinstance(exc, NonFiniteLoss):
                 _fail(str(exc), 1)
@@ -243,6 +244,65 @@ def bench(data_dir, dataset, presets, ablation, iters, sets, tracking_uri):
 # --- cgbench eval ------------------------------------------------------------------------
 
 
+# --- cgbench sweep / quickstart --------------------------------------------------------------
+
+
+def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    from cgbench.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers such as 0,1,2, not {text!r}") from None
+
+
+@main.command()
+@click.argument("spec", type=str)
+@click.option("--seeds", default=None, help="Comma-separated seeds (default: the spec's).")
+@click.option("--jobs", default=1, show_default=True, help="Runs in parallel processes; cores are shared.")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, help="Default: the spec's preset.")
+@data_options
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key in every run.")
+@click.option("--experiment", default=None, help="MLflow experiment (default: the spec's name).")
+@click.option("--tracking-uri", default=None, help="Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and an estimated time; run nothing.")
+@click.option("--progress/--no-progress", default=True)
+@handle_errors
+def sweep(spec, seeds, jobs, preset, data_dir, dataset, sets, experiment, tracking_uri, dry_run, progress):
+    """Train and evaluate every (row, seed) of SPEC (e.g. runs/ablations.yaml) under one parent run.
+
+    Re-running the same command skips finished runs and resumes interrupted ones."""
+    from cgbench.config import parse_set
+    from cgbench.errors import ConfigError
+    from cgbench.sweep import run_sweep
+
+    if data_dir and dataset:
+        raise ConfigError("give either --data DIR or --dataset synthcity, not both")
+    result = run_sweep(spec, seeds=_parse_seeds(seeds), jobs=jobs, preset=preset, data=data_dir or dataset,
+                       sets=parse_set(sets), tracking_uri=tracking_uri, experiment=experiment, dry_run=dry_run,
+                       progress=progress, echo=click.echo)
+    if result.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--out", default="reports", show_default=True, help="Folder for the report files.")
+@click.option("--jobs", default=2, show_default=True, help="Runs in parallel processes.")
+@data_options
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, help="Default: the spec's (cpu).")
+@click.option("--tracking-uri", default=None, help="Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
+@click.option("--progress/--no-progress", default=True)
+@handle_errors
+def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
+    """The main job: SynthCity, the FCN evaluator, the ablation sweep, the report — on a CPU, in minutes."""
+    from cgbench.quickstart import run_quickstart
+
+    run_quickstart(out=out, jobs=jobs, data=data_dir or dataset, preset=preset, tracking_uri=tracking_uri,
+                   progress=progress, echo=click.echo)
+
+
 @main.command("eval")
 @click.option("--run", "run_id", default=None, metavar="RUN_ID", help="The run to score (made by cgbench run).")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
@@ -330,6 +390,35 @@ def fcn_train(data_dir, dataset, preset, config_file, sets, seed, experiment, tr
     click.echo(f"FCN run {result.run_id} finished after {result.iterations} iterations ({result.seconds:.1f} s). "
                f"Ground truth (real val photos): per-pixel {m['per_pixel_acc']:.3f}, per-class "
                f"{m['per_class_acc']:.3f}, IoU {m['class_iou']:.3f}.")
+
+
+# --- cgbench report ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--experiment", default=None, help="Report every finished, evaluated run of this MLflow experiment. "
+              "Default: cgbench.")
+@click.option("--sweep", "sweep_run_id", default=None, metavar="RUN_ID",
+              help="Report the runs of this sweep (the children of its parent run).")
+@click.option("--table", "tables", default="all", show_default=True, metavar="2|3|4|5|all",
+              help="The paper's tables to fill (comma-separated allowed).")
+@click.option("--out", default="reports", show_default=True, metavar="DIR",
+              help="Folder for <name>.md, .tex, .csv and .html.")
+@click.option("--name", default=None, help="File name stem. Default: the experiment or sweep name.")
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
+@click.option("--log/--no-log", "log_to_mlflow", default=True, show_default=True,
+              help="Also log the files as artifacts of a report run in the same experiment.")
+@handle_errors
+def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlflow):
+    """The paper's Tables 2-5 from MLflow runs: mean, 95% interval and Welch's test over seeds."""
+    from cgbench.report import build_report
+
+    result = build_report(tracking_uri=tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id,
+                          tables=tables, out_dir=out, name=name, log_to_mlflow=log_to_mlflow)
+    click.echo(result.markdown)
+    click.echo("Wrote " + ", ".join(str(p) for p in result.files)
+               + (f"; logged in MLflow run {result.run_id}." if result.run_id else "."))
 
 
 if __name__ == "__main__":  # pragma: no cover

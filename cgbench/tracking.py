@@ -25,7 +25,11 @@ from typing import Any, Iterator
 from urllib.parse import unquote, urlparse
 
 import torch
-from mlflow import MlflowClient
+
+# MLflow draws a progress bar for every artifact it copies (each checkpoint read); keep it quiet.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from mlflow import MlflowClient  # noqa: E402
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag

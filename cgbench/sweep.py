@@ -1,0 +1,442 @@
+"""Sweeps: the rows of a paper table × seeds, trained and evaluated as children of one MLflow run.
+
+A spec (``runs/*.yaml``) names the rows of a study, the preset, the seeds and the evaluators::
+
+    name: ablations
+    tables: [4, 5]
+    preset: cpu
+    seeds: [0, 1, 2]
+    evaluators: [fcn, seg]
+    set: {}                  # config keys applied to every row
+    rows:
+      - {row: cycle-only, ablation: cycle-only}
+      - {row: pix2pix, method: pix2pix}
+
+Every key is checked: an unknown key is an error listing the valid ones, and row keys other than
+``row`` must be config keys. A row whose method is not installed is kept in the plan as "not
+available" and is never run (the report shows it as not run).
+
+Running a sweep creates (or finds again) one parent run per (spec, preset, seeds, data, overrides),
+trains the FCN evaluator once per dataset (or reuses the one found by tag), and for every
+(row, seed) trains a child run and evaluates it. Running the same command again skips finished
+children, evaluates trained but unevaluated ones, and resumes interrupted ones from their last
+checkpoint. ``jobs`` > 1 runs children in parallel processes, splitting the cores between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from cgbench.config import Config, PRESETS, apply_overrides, resolve, valid_keys
+from cgbench.errors import CgbenchError, ConfigError
+
+SPEC_KEYS = ("name", "description", "tables", "preset", "seeds", "evaluators", "set", "rows", "experiment")
+SWEEP_METHOD = "sweep"
+TAG = "cgbench."
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # the table row it fills (cgbench.row)
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: str
+    rows: tuple[Row, ...]
+    preset: str = "cpu"
+    seeds: tuple[int, ...] = (0,)
+    evaluators: tuple[str, ...] = ("fcn", "seg")
+    tables: tuple[int, ...] = ()
+    common: dict[str, Any] = field(default_factory=dict)
+    experiment: str | None = None
+    description: str = ""
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and strictly validate a sweep spec."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {str(path)!r} does not exist; give a YAML file such as runs/ablations.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"sweep spec {str(path)!r} is not valid YAML; fix its syntax") from None
+    where = f"sweep spec {str(path)!r}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping with keys: {', '.join(SPEC_KEYS)}")
+    unknown = sorted(set(raw) - set(SPEC_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(SPEC_KEYS)}")
+    if not raw.get("rows"):
+        raise ConfigError(f"{where} has no rows; list them under rows: with a row: name each")
+    preset = str(raw.get("preset", "cpu"))
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} in {where}; valid presets: {', '.join(PRESETS)}")
+    common = raw.get("set") or {}
+    if not isinstance(common, dict):
+        raise ConfigError(f"set: in {where} must be a mapping of config keys")
+    apply_overrides(Config(), common, source=f"{where} (set)")
+    rows, seen = [], set()
+    for i, item in enumerate(raw["rows"]):
+        if not isinstance(item, dict) or "row" not in item:
+            raise ConfigError(f"row {i + 1} of {where} needs a row: name (e.g. row: cyclegan)")
+        key = str(item["row"])
+        if key in seen:
+            raise ConfigError(f"row {key!r} appears twice in {where}")
+        seen.add(key)
+        overrides = {k: v for k, v in item.items() if k != "row"}
+        bad = sorted(set(overrides) - set(valid_keys()))
+        if bad:
+            raise ConfigError(f"unknown key {bad[0]!r} in row {key!r} of {where}; valid keys: row, "
+                              + ", ".join(valid_keys()))
+        apply_overrides(Config(), overrides, source=f"row {key!r} of {where}")
+        rows.append(Row(key, overrides))
+    return Spec(
+        name=str(raw.get("name", path.stem)), path=str(path), rows=tuple(rows), preset=preset,
+        seeds=tuple(int(s) for s in raw.get("seeds", [0])),
+        evaluators=tuple(str(e) for e in raw.get("evaluators", ["fcn", "seg"])),
+        tables=tuple(int(t) for t in raw.get("tables", [])), common=dict(common),
+        experiment=raw.get("experiment"), description=str(raw.get("description", "")),
+    )
+
+
+@dataclass
+class Child:
+    row: Row
+    seed: int
+    config: Config | None  # None when the row's method is not installed
+    status: str = "planned"  # planned | finished | evaluate | resume | failed | unavailable
+    run_id: str | None = None
+    seconds: float = math.nan
+
+    @property
+    def label(self) -> str:
+        return f"{self.row.key} seed {self.seed}"
+
+
+def row_config(spec: Spec, row: Row, seed: int, preset: str, data: str | None, sets: dict[str, Any]) -> Config | None:
+    from cgbench.methods import METHODS
+
+    config = resolve(preset, sets={**spec.common, **row.overrides, **sets}, seed=seed, data=data)
+    return config if config.method in METHODS else None
+
+
+def sweep_key(spec: Spec, preset: str, seeds: tuple[int, ...], data: str, sets: dict[str, Any]) -> str:
+    """Identifies a sweep, so that the same command finds its parent run again."""
+    blob = json.dumps({"spec": Path(spec.path).read_text(), "preset": preset, "seeds": list(seeds), "data": data,
+                       "sets": sets}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def estimate_seconds(config: Config, steps: int = 3) -> float:
+    """Seconds one training run of ``config`` should take, from timing a few iterations here."""
+    import torch
+
+    from cgbench.methods import get_method
+    from cgbench.train import resolve_device
+
+    device = resolve_device(config.device)
+    torch.manual_seed(0)
+    method = get_method(config.method)(config, device)
+    x = torch.rand(config.batch_size, 3, config.image_size, config.image_size, device=device) * 2 - 1
+    method.train_step(x, x)  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        method.train_step(x, x)
+    per_iter = (time.perf_counter() - start) / steps
+    return per_iter * (config.iters if config.iters > 0 else config.epochs * _train_images(config.data))
+
+
+def _train_images(data: str) -> int:
+    """How many training images an epoch has, counted without decoding (1000 if not generated yet)."""
+    from cgbench.data.datasets import SYNTHCITY, default_synthcity_dir
+
+    root = default_synthcity_dir() if data == SYNTHCITY else Path(data)
+    for pattern in ("leftImg8bit/train/*/*.png", "train/*.*", "trainA/*.*"):
+        count = sum(1 for _ in root.glob(pattern))
+        if count:
+            return count
+    return 1000
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+# --- one child, in this process or a worker ---------------------------------------------
+
+
+def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...],
+               fcn_run_id: str | None, preset: str, threads: int, progress: bool) -> tuple[str, str, float]:
+    """Train (or resume) and evaluate one child; returns (run_id, status, seconds)."""
+    import torch
+
+    from cgbench.evaluate import evaluate
+    from cgbench.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    quiet = (lambda *_: None)
+    run_id = child.run_id
+    if child.status in ("planned", "resume"):
+        result = train(
+            child.config if child.status == "planned" else None, tracking_uri=tracking_uri, experiment=experiment,
+            preset=preset, resume_run_id=run_id if child.status == "resume" else None, parent_run_id=parent_run_id,
+            tags={TAG + "sweep": parent_run_id}, progress=progress, echo=quiet,
+        )
+        run_id = result.run_id
+    if evaluators:
+        evaluate(run_id, list(evaluators), tracking_uri=tracking_uri, fcn=fcn_run_id, progress=False, echo=quiet)
+    return run_id, "finished", time.perf_counter() - start
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+# --- the sweep ------------------------------------------------------------------------
+
+
+@dataclass
+class SweepInterrupted(Exception):
+    """Ctrl-C during a sweep: runs in flight were checkpointed; the same command resumes."""
+
+
+@dataclass
+class SweepResult:
+    parent_run_id: str | None
+    experiment: str
+    children: list[Child]
+    fcn_run_id: str | None
+    seconds: float
+
+    @property
+    def failed(self) -> list[Child]:
+        return [c for c in self.children if c.status == "failed"]
+
+
+def _existing_children(client, parent_run_id: str) -> dict[tuple[str, int], Any]:
+    from cgbench.tracking import search_runs
+
+    runs = search_runs(client, None, f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                       order_by=["attributes.start_time DESC"])
+    found = {}
+    for run in runs:
+        key = (run.data.tags.get(TAG + "row", ""), int(run.data.tags.get(TAG + "seed", -1)))
+        found.setdefault(key, run)  # newest first
+    return found
+
+
+def _classify(child: Child, run, evaluators: tuple[str, ...]) -> None:
+    """What is left to do for a child, given its existing run (if any)."""
+    if child.config is None:
+        child.status = "unavailable"
+        return
+    if run is None:
+        child.status = "planned"
+        return
+    child.run_id = run.info.run_id
+    status = run.info.status
+    if status == "FINISHED":
+        from evaluators.base import discover
+
+        installed = discover()
+        wanted = [installed[name].key_prefix() for name in evaluators if name in installed]
+        done = all(any(k.startswith(prefix + "/") for k in run.data.metrics) for prefix in wanted)
+        child.status = "finished" if done else "evaluate"
+    elif status == "FAILED":
+        child.status = "failed"
+    else:  # RUNNING (killed hard) or KILLED (interrupted): continue from the last checkpoint
+        child.status = "resume"
+
+
+def run_sweep(
+    spec_path: str | Path,
+    seeds: tuple[int, ...] | None = None,
+    jobs: int = 1,
+    preset: str | None = None,
+    data: str | None = None,
+    sets: dict[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> SweepResult:
+    from cgbench.data import datasets
+
+    started = time.perf_counter()
+    spec = load_spec(spec_path)
+    preset = preset or spec.preset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    seeds = tuple(seeds) if seeds else spec.seeds
+    sets = dict(sets or {})
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    from evaluators.base import discover
+
+    installed = discover()
+    unknown = [e for e in spec.evaluators if e not in installed]
+    if unknown:
+        raise ConfigError(f"unknown evaluator {unknown[0]!r} in {spec.path}; installed: {', '.join(installed)}")
+    experiment = experiment or spec.experiment or spec.name
+    children = [Child(row, seed, row_config(spec, row, seed, preset, data, sets)) for row in spec.rows for seed in seeds]
+    runnable = [c for c in children if c.config is not None]
+    data_value = runnable[0].config.data if runnable else (data or "synthcity")
+
+    if dry_run:
+        echo(f"Sweep {spec.name!r} ({spec.path}), preset {preset}, seeds {list(seeds)}, evaluators "
+             f"{', '.join(spec.evaluators)}, data {data_value}, experiment {experiment!r}:")
+        total, estimates = 0.0, {}
+        for child in children:
+            if child.config is None:
+                echo(f"  {child.label:28s} not available (method {child.row.overrides.get('method')!r} is not installed)")
+                continue
+            key = json.dumps({k: v for k, v in child.config.to_dict().items() if k != "seed"}, sort_keys=True)
+            if key not in estimates:
+                estimates[key] = estimate_seconds(child.config)
+            total += estimates[key]
+            echo(f"  {child.label:28s} {child.config.method}/{child.config.ablation}: ~{_fmt_seconds(estimates[key])} training")
+        echo(f"{len(runnable)} runs, about {_fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
+             "from timing 3 iterations here), plus evaluation and the FCN evaluator if not trained yet. Nothing was run.")
+        return SweepResult(None, experiment, children, None, 0.0)
+
+    from cgbench.tracking import RunTracker, client_for, search_runs
+
+    ref = datasets.resolve(data_value, echo=echo)  # generate SynthCity before anything is recorded
+    client = client_for(tracking_uri)
+    key = sweep_key(spec, preset, seeds, data_value, sets)
+    existing = search_runs(client, [experiment], f"tags.`{TAG}sweep_key` = '{key}'",
+                           order_by=["attributes.start_time DESC"], max_results=1)
+    if existing:
+        parent = RunTracker.reopen(tracking_uri, existing[0].info.run_id)
+        echo(f"Continuing sweep {spec.name!r}: parent run {parent.run_id} in experiment {experiment!r}.")
+    else:
+        parent = RunTracker.create(tracking_uri, experiment, f"sweep-{spec.name}", {
+            TAG + "method": SWEEP_METHOD, TAG + "sweep_key": key, TAG + "spec": spec.name,
+            TAG + "preset": preset, TAG + "dataset": ref.name, TAG + "seeds": ",".join(map(str, seeds)),
+            TAG + "tables": ",".join(map(str, spec.tables)),
+        })
+        parent.log_params({"spec": spec.path, "preset": preset, "seeds": list(seeds), "data": data_value,
+                           "evaluators": list(spec.evaluators), "rows": [r.key for r in spec.rows], "jobs": jobs,
+                           **{f"set.{k}": v for k, v in sets.items()}})
+        parent.log_file(spec.path)
+        parent.log_environment()
+        echo(f"Sweep {spec.name!r}: parent run {parent.run_id} in experiment {experiment!r}.")
+
+    found = _existing_children(client, parent.run_id)
+    for child in children:
+        _classify(child, found.get((child.row.key, child.seed)), spec.evaluators)
+
+    fcn_run_id = None
+    if any("fcn" in installed[e].needs for e in spec.evaluators) and runnable:
+        fcn_run_id = ensure_fcn(runnable[0].config, tracking_uri, experiment, preset, progress, echo)
+        parent.set_tags({TAG + "fcn_run": fcn_run_id})
+
+    todo = [c for c in children if c.status in ("planned", "resume", "evaluate")]
+    counts = {s: sum(c.status == s for c in children) for s in ("finished", "failed", "unavailable")}
+    echo(f"Plan: {len(children)} runs ({len(spec.rows)} rows x {len(seeds)} seeds): {len(todo)} to do, "
+         f"{counts['finished']} already finished, {counts['failed']} failed before (delete them to retry), "
+         f"{counts['unavailable']} not available.")
+    _execute(todo, experiment, parent.run_id, tracking_uri, spec.evaluators, fcn_run_id, preset, jobs, progress, echo)
+    failed = [c for c in children if c.status == "failed"]
+    parent.end("FAILED" if failed else "FINISHED")
+    seconds = time.perf_counter() - started
+    echo(f"Sweep {spec.name!r} done in {_fmt_seconds(seconds)}: "
+         f"{sum(c.status == 'finished' for c in children)} finished, {len(failed)} failed. "
+         f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
+    return SweepResult(parent.run_id, experiment, children, fcn_run_id, seconds)
+
+
+def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset: str, progress: bool,
+               echo: Callable[[str], None]) -> str:
+    """The FCN evaluator for this dataset and image size: found by tag, else trained once."""
+    from cgbench.data import datasets
+    from cgbench.data.layouts import load_split
+    from cgbench.fcn import find_fcn_run, train_fcn
+    from cgbench.tracking import client_for
+
+    ref = datasets.resolve(config.data, echo=echo)
+    digest = load_split(ref.root, "train", size=8).digest
+    run = find_fcn_run(client_for(tracking_uri), digest, config.image_size)
+    if run is not None:
+        echo(f"FCN evaluator: reusing run {run.info.run_id} (same dataset digest, {config.image_size} px).")
+        return run.info.run_id
+    echo(f"FCN evaluator: none for this dataset at {config.image_size} px yet; training one.")
+    result = train_fcn(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset, progress=progress,
+                       echo=echo)
+    return result.run_id
+
+
+def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_uri: str | None,
+             evaluators: tuple[str, ...], fcn_run_id: str | None, preset: str, jobs: int, progress: bool,
+             echo: Callable[[str], None]) -> None:
+    if not todo:
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    done_seconds: list[float] = []
+    started = time.perf_counter()
+
+    def report(i: int, child: Child) -> None:
+        done_seconds.append(child.seconds)
+        left = len(todo) - i
+        eta = sum(done_seconds) / len(done_seconds) * left / jobs
+        state = "done" if child.status == "finished" else "FAILED"
+        echo(f"[{i}/{len(todo)}] {child.label}: {state} in {_fmt_seconds(child.seconds)} (run {child.run_id}); "
+             f"elapsed {_fmt_seconds(time.perf_counter() - started)}, about {_fmt_seconds(eta)} left")
+
+    args = (experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset, threads)
+    if jobs == 1:
+        for i, child in enumerate(todo, 1):
+            echo(f"[{i}/{len(todo)}] {child.label}: {'training' if child.status != 'evaluate' else 'evaluating'} ...")
+            _finish(child, lambda: _run_child(child, *args, progress), echo)
+            report(i, child)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+        futures = {pool.submit(_run_child, child, *args, False): child for child in todo}
+        echo(f"Running {len(todo)} runs in {jobs} processes ({threads} threads each) ...")
+        try:
+            for i, future in enumerate(as_completed(futures), 1):
+                child = futures[future]
+                _finish(child, future.result, echo)
+                report(i, child)
+        except (KeyboardInterrupt, SweepInterrupted):
+            # Ctrl-C reached the workers too: each checkpoints its run and stops. Wait for them.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise SweepInterrupted("sweep interrupted; runs in flight were checkpointed; run the same command "
+                                   "again to resume") from None
+
+
+def _finish(child: Child, call: Callable[[], tuple[str, str, float]], echo: Callable[[str], None]) -> None:
+    from cgbench.train import Interrupted, NonFiniteLoss
+
+    start = time.perf_counter()
+    try:
+        child.run_id, child.status, child.seconds = call()
+    except (NonFiniteLoss, CgbenchError) as exc:
+        child.status, child.seconds = "failed", time.perf_counter() - start
+        echo(f"  {child.label} failed: {exc}")
+    except Interrupted as exc:
+        raise SweepInterrupted(
+            f"sweep interrupted during {child.label} (run {exc.run_id} checkpointed at iteration {exc.iteration}); "
+            "run the same command again to resume"
+        ) from None
