@@ -11,8 +11,6 @@ folder when it is local (the common case) and uploaded otherwise.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import platform
@@ -21,7 +19,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import torch
@@ -32,9 +30,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import _get_store
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from cgbench.errors import CgbenchError
@@ -276,10 +273,6 @@ class RunTracker:
                 torch.save(state, path)
                 self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
 
-    def checkpoint_names(self) -> list[str]:
-        files = self.client.list_artifacts(self.run_id, CHECKPOINT_DIR)
-        return sorted(Path(f.path).name for f in files if f.path.endswith(".pt") and "step_" in f.path)
-
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
         """The newest readable checkpoint, or None when the run has none."""
         return load_run_checkpoint(self.client, self.run_id, map_location)
@@ -359,27 +352,3 @@ def search_runs(
     return client.search_runs(ids, filter_string=filter_string, order_by=order_by, max_results=max_results)
 
 
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """Silence MLflow's chatty INFO logging (store migrations, run URLs) for CLI output."""
-    import logging
-
-    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def state_to_bytes(state: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
