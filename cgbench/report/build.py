@@ -1,0 +1,397 @@
+"""Read runs from MLflow, fill the paper's tables, draw the figures, write and log the report.
+
+Which runs count: FINISHED runs with a ``cgbench.row`` tag and evaluation metrics
+(``eval/labels2photo/*`` and/or ``eval/photo2labels/*``), either all such runs of an experiment or the
+children of a sweep (``mlflow.parentRunId``). Report runs (``cgbench.method=report``) and FCN runs
+are never rows. Runs of different datasets or presets are never mixed: that is an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from cgbench.errors import CgbenchError
+from cgbench.report import render
+from cgbench.report.aggregate import RunRecord, TableResult, fill_table
+from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES
+from cgbench.tracking import TAG_PREFIX, RunTracker, client_for, get_run
+
+REPORT_METHOD = "report"
+FCN_METHOD = "fcn"
+GROUND_TRUTH_PREFIX = "eval/ground_truth"
+DEFAULT_EXPERIMENT = "cgbench"
+ALL_TABLES = (2, 3, 4, 5)
+FORMATS = ("md", "tex", "csv", "html")
+SAMPLE_ROWS = {
+    "labels2photo": "top to bottom: labels, G(labels), FCN(G(labels))",
+    "photo2labels": "top to bottom: photo, F(photo), nearest train-class colour",
+}
+
+
+@dataclass
+class Report:
+    name: str
+    tables: list[TableResult]
+    markdown: str
+    latex: str
+    csv: str
+    html: str
+    meta: render.ReportMeta
+    paths: dict[str, Path] = field(default_factory=dict)  # format → written file
+    run_id: str | None = None  # the MLflow "report" run holding the files as artifacts
+    runs: list[RunRecord] = field(default_factory=list)  # the runs that went into the tables
+
+    @property
+    def files(self) -> list[Path]:
+        """The written files, in the order md, tex, csv, html."""
+        return [self.paths[ext] for ext in FORMATS if ext in self.paths]
+
+
+# --- choosing runs -----------------------------------------------------------------------------
+
+
+def _all_runs(client, experiment_ids: list[str], filter_string: str):
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _record(run) -> RunRecord:
+    tags = run.data.tags
+    return RunRecord(
+        run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id), row=tags.get(TAG_PREFIX + "row", ""),
+        seed=tags.get(TAG_PREFIX + "seed", ""), metrics=dict(run.data.metrics), tags=dict(tags),
+        dataset=tags.get(TAG_PREFIX + "dataset", ""), digest=tags.get(TAG_PREFIX + "dataset_digest", ""),
+        preset=tags.get(TAG_PREFIX + "preset", ""),
+    )
+
+
+def _evaluated(record: RunRecord) -> bool:
+    return any(record.scores(d) is not None for d in DIRECTIONS)
+
+
+def select_runs(client, experiment: str | None, sweep_run_id: str | None):
+    """(experiment name, source text, default report name, the finished runs to consider)."""
+    if experiment and sweep_run_id:
+        raise CgbenchError("give either --experiment NAME or --sweep RUN_ID, not both")
+    if sweep_run_id:
+        parent = get_run(client, sweep_run_id)
+        exp = client.get_experiment(parent.info.experiment_id)
+        sweep_name = parent.data.tags.get("mlflow.runName", sweep_run_id)
+        runs = _all_runs(client, [exp.experiment_id],
+                         f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and attributes.status = 'FINISHED'")
+        source = f"sweep {sweep_name} (run {sweep_run_id}) of experiment '{exp.name}'"
+        return exp.name, source, sweep_name, runs
+    name = experiment or DEFAULT_EXPERIMENT
+    exp = client.get_experiment_by_name(name)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        raise CgbenchError(f"no MLflow experiment named {name!r} in {client.tracking_uri}; pass --experiment NAME "
+                           "or --tracking-uri URI (list experiments with `mlflow ui`)")
+    runs = _all_runs(client, [exp.experiment_id], "attributes.status = 'FINISHED'")
+    return exp.name, f"experiment '{exp.name}'", exp.name, runs
+
+
+def _row_runs(runs) -> tuple[list[RunRecord], list[RunRecord]]:
+    """(evaluated row runs, finished row runs without evaluation metrics)."""
+    evaluated, waiting = [], []
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(TAG_PREFIX + "method") in (REPORT_METHOD, FCN_METHOD) or not tags.get(TAG_PREFIX + "row"):
+            continue
+        record = _record(run)
+        (evaluated if _evaluated(record) else waiting).append(record)
+    return evaluated, waiting
+
+
+def check_not_mixed(records: Sequence[RunRecord], source: str) -> None:
+    kinds: dict[tuple[str, str, str], int] = {}
+    for r in records:
+        key = (r.dataset or "?", r.digest, r.preset or "?")
+        kinds[key] = kinds.get(key, 0) + 1
+    if len(kinds) > 1:
+        desc = "; ".join(f"{d} (data {g[:8] or '?'}) / preset {p}: {n} runs"
+                         for (d, g, p), n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        raise CgbenchError(f"the runs of {source} mix datasets or presets ({desc}); a table must compare like with "
+                           "like: report one sweep with --sweep RUN_ID, or keep each kind in its own --experiment")
+
+
+def ground_truths(client, records: Sequence[RunRecord]) -> list[dict[str, float]]:
+    """The FCN ceiling, one entry per distinct evaluator FCN: from the scored runs, else from the
+    finished FCN runs trained on the same data."""
+    by_fcn: dict[str, dict[str, float]] = OrderedDict()
+    for r in records:
+        gt = {m: r.metrics[f"{GROUND_TRUTH_PREFIX}/{m}"] for m in METRICS if f"{GROUND_TRUTH_PREFIX}/{m}" in r.metrics}
+        if len(gt) == len(METRICS):
+            key = r.tags.get(TAG_PREFIX + "eval.fcn.fcn") or repr(sorted(gt.items()))
+            by_fcn.setdefault(key, gt)
+    if by_fcn or not records:
+        return list(by_fcn.values())
+    digest = records[0].digest
+    if not digest:
+        return []
+    fcn_runs = _all_runs(client, [e.experiment_id for e in client.search_experiments()],
+                         f"tags.`{TAG_PREFIX}method` = '{FCN_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = "
+                         f"'{digest}' and attributes.status = 'FINISHED'")
+    out = []
+    for run in fcn_runs:
+        m = run.data.metrics
+        if all(f"{GROUND_TRUTH_PREFIX}/{k}" in m for k in METRICS):
+            out.append({k: m[f"{GROUND_TRUTH_PREFIX}/{k}"] for k in METRICS})
+    return out
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def _png_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _short(name: str) -> str:
+    return (name.replace("GAN + forward cycle", "GAN+fwd").replace("GAN + backward cycle", "GAN+bwd")
+            .replace("Feature loss + GAN", "Feat.+GAN").replace("CycleGAN + identity", "CycleGAN+idt"))
+
+
+def bar_chart(result: TableResult) -> str:
+    """Our means with 95% intervals per row and metric, the paper's values as markers."""
+    from matplotlib.figure import Figure
+
+    rows = result.rows
+    fig = Figure(figsize=(10.5, 3.3))
+    axes = fig.subplots(1, len(METRICS), sharey=True)
+    xs = list(range(len(rows)))
+    for ax, m in zip(axes, METRICS):
+        for x, row in zip(xs, rows):
+            s = row.stats[m]
+            if s.n == 0:
+                ax.text(x, 0.01, "not run", rotation=90, ha="center", va="bottom", fontsize=7, color="#8c959f")
+                continue
+            color = "#0969da" if row.is_reference else ("#8c959f" if row.upper_bound else "#54aeff")
+            err = None if math.isnan(s.ci) else [[min(s.ci, s.mean)], [s.ci]]
+            ax.bar(x, s.mean, 0.7, color=color, yerr=err, capsize=3, ecolor="#24292f", linewidth=0)
+        pub = [(x, r.published_value(m)) for x, r in zip(xs, rows) if r.published_value(m) is not None]
+        if pub:
+            ax.scatter([p[0] for p in pub], [p[1] for p in pub], marker="_", s=260, color="#cf222e", linewidths=2,
+                       zorder=3, label="paper")
+        gt = result.ground_truth
+        if gt is not None and gt.stats[m].n:
+            ax.axhline(gt.stats[m].mean, color="#1a7f37", linestyle="--", linewidth=1, label="ground truth (ours)")
+        ax.set_title(METRIC_NAMES[m], fontsize=10)
+        ax.set_xticks(xs, [_short(r.name) for r in rows], rotation=35, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylim(0, 1)
+    axes[0].set_ylabel("score (bars: ours, 95% CI)", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[-1].legend(handles, labels, fontsize=7, loc="upper right", frameon=False)
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.91, bottom=0.25, wspace=0.08)
+    return _png_uri(fig)
+
+
+def _mean_history(client, runs: Sequence[RunRecord]) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """loss key → (steps, mean over runs, std over runs), over the steps the runs recorded."""
+    per_key: dict[str, dict[int, list[float]]] = {}
+    for run in runs:
+        for key in sorted(k for k in run.metrics if k.startswith("loss/")):
+            latest: dict[int, tuple[int, float]] = {}
+            for m in client.get_metric_history(run.run_id, key):
+                if m.step not in latest or m.timestamp >= latest[m.step][0]:
+                    latest[m.step] = (m.timestamp, m.value)
+            for step, (_, value) in latest.items():
+                per_key.setdefault(key, {}).setdefault(step, []).append(value)
+    out = {}
+    for key, steps in per_key.items():
+        xs = sorted(steps)
+        vals = [steps[s] for s in xs]
+        means = [sum(v) / len(v) for v in vals]
+        if not any(abs(v) > 0 for v in means):
+            continue  # a term the method has switched off is recorded as 0
+        stds = [math.sqrt(sum((x - mu) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+                for v, mu in zip(vals, means)]
+        out[key] = (xs, means, stds)
+    return out
+
+
+def loss_chart(client, name: str, runs: Sequence[RunRecord]) -> str | None:
+    from matplotlib.figure import Figure
+
+    histories = _mean_history(client, runs)
+    if not histories:
+        return None
+    fig = Figure(figsize=(4.2, 2.6))
+    ax = fig.subplots()
+    for key, (xs, means, stds) in histories.items():
+        line, = ax.plot(xs, means, linewidth=1.2, label=key.removeprefix("loss/"))
+        if len(runs) > 1:
+            ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlabel("iteration", fontsize=9)
+    ax.set_ylabel("loss", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7.5, ncol=2, frameon=False)
+    fig.subplots_adjust(left=0.13, right=0.98, top=0.97, bottom=0.17)
+    return _png_uri(fig)
+
+
+def sample_image(client, run_id: str, direction: str) -> str | None:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        try:
+            path = Path(client.download_artifacts(run_id, f"eval/{direction}/samples.png", tmpdir))
+        except Exception:  # no such artifact (not evaluated that way, or an older run)
+            return None
+        if not path.is_file() or path.stat().st_size == 0:
+            return None
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def figures_for(client, results: list[TableResult]) -> render.Figures:
+    figures = render.Figures()
+    for result in results:
+        figures.bars[result.number] = bar_chart(result)
+    rows: OrderedDict[str, tuple[str, list[RunRecord], set[str]]] = OrderedDict()
+    for result in results:
+        for row in result.rows:
+            if row.runs:
+                entry = rows.setdefault(row.key, (row.name, [], set()))
+                known = {r.run_id for r in entry[1]}
+                entry[1].extend(r for r in row.runs if r.run_id not in known)
+                entry[2].add(result.table.direction)
+    for key, (name, runs, directions) in rows.items():
+        chart = loss_chart(client, name, runs)
+        if chart:
+            n = len(runs)
+            cap = f"mean of {n} seed{'s' if n != 1 else ''}" + ("; band: ±1 std" if n > 1 else "")
+            figures.losses.append((name, cap, chart))
+    for key, (name, runs, directions) in rows.items():
+        run = runs[0]  # the lowest seed
+        images = [(f"{DIRECTIONS[d]}, {SAMPLE_ROWS[d]}", image) for d in DIRECTIONS
+                  if d in directions and (image := sample_image(client, run.run_id, d))]
+        if images:
+            figures.samples.append((name, f"run {run.name} (seed {run.seed})", images))
+    return figures
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+
+def parse_tables(value: str | int | Iterable[int | str]) -> tuple[int, ...]:
+    """'all' | 2 | '2,4' | [2, 3] → sorted table numbers; unknown numbers are an error."""
+    if isinstance(value, (str, int)):
+        value = ALL_TABLES if str(value).strip().lower() == "all" else str(value).split(",")
+    out = []
+    for v in value:
+        text = str(v).strip()
+        if text.lower() == "all":
+            out += ALL_TABLES
+            continue
+        if not text.isdigit() or int(text) not in TABLES:
+            raise CgbenchError(f"unknown table {text!r}; choose from 2, 3, 4, 5 or all")
+        out.append(int(text))
+    return tuple(sorted(set(out)))
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "report"
+
+
+def build_report(
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    sweep_run_id: str | None = None,
+    tables: str | Iterable[int | str] = ALL_TABLES,
+    out_dir: str | Path | None = "reports",
+    name: str | None = None,
+    log_to_mlflow: bool = True,
+    figures: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> Report:
+    """Build the report of an experiment (default ``cgbench``) or of a sweep's children.
+
+    Writes ``<out_dir>/<name>.{md,tex,csv,html}`` (``out_dir=None``: write nothing) and, with
+    ``log_to_mlflow``, logs them as artifacts of a new run tagged ``cgbench.method=report`` in the
+    same experiment. Raises :class:`CgbenchError` when there is nothing to report or the runs mix
+    datasets or presets.
+    """
+    numbers = parse_tables(tables)
+    client = client_for(tracking_uri)
+    exp_name, source, default_name, runs = select_runs(client, experiment, sweep_run_id)
+    records, waiting = _row_runs(runs)
+    if not records:
+        hint = (f" ({len(waiting)} finished run(s) are not evaluated yet: cgbench eval --run RUN_ID)"
+                if waiting else " (train with cgbench run, then score with cgbench eval --run RUN_ID)")
+        raise CgbenchError(f"no finished, evaluated runs in {source}{hint}")
+    check_not_mixed(records, source)
+
+    notes = []
+    if waiting:
+        ids = ", ".join(r.run_id[:8] for r in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+        notes.append(f"{len(waiting)} finished run(s) have no evaluation metrics and are left out "
+                     f"(score them with cgbench eval --run RUN_ID): {ids}")
+    shown = {r.key for n in numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
+    others: dict[str, int] = {}
+    for r in records:
+        if r.row not in shown:
+            others[r.row] = others.get(r.row, 0) + 1
+    if others:
+        what = ", ".join(f"{k} ({v} run{'s' if v > 1 else ''})" for k, v in sorted(others.items()))
+        known = [k for k in others if k in KNOWN_ROWS]
+        notes.append(f"runs of rows not in the selected tables are not shown: {what}"
+                     + ("" if len(known) == len(others) else "; rows unknown to the paper's tables are never shown"))
+
+    gts = ground_truths(client, records)
+    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else ()) for n in numbers]
+    report_name = name or default_name
+    meta = render.ReportMeta(report_name, source, tracking_uri or client.tracking_uri, notes)
+    figs = figures_for(client, results) if figures else render.Figures()
+    report = Report(
+        name=report_name, tables=results, markdown=render.markdown(meta, results), latex=render.latex(meta, results),
+        csv=render.csv_text(results), html=render.html_page(meta, results, figs), meta=meta, runs=records,
+    )
+
+    texts = {"md": report.markdown, "tex": report.latex, "csv": report.csv, "html": report.html}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        folder = Path(out_dir) if out_dir is not None else Path(tmpdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for ext in FORMATS:
+            path = folder / f"{safe_name(report_name)}.{ext}"
+            path.write_text(texts[ext], encoding="utf-8")
+            report.paths[ext] = path
+        if log_to_mlflow:
+            tracker = RunTracker.create(tracking_uri, exp_name, f"report-{report_name}", {
+                TAG_PREFIX + "method": REPORT_METHOD,
+                TAG_PREFIX + "report.source": source,
+                TAG_PREFIX + "report.tables": ",".join(map(str, numbers)),
+                TAG_PREFIX + "report.runs": str(len(records)),
+                **({TAG_PREFIX + "report.sweep": sweep_run_id} if sweep_run_id else {}),
+            })
+            try:
+                for ext in FORMATS:
+                    tracker.log_file(report.paths[ext], "report")
+            except BaseException:
+                tracker.end("FAILED")
+                raise
+            tracker.end("FINISHED")
+            report.run_id = tracker.run_id
+        if out_dir is None:
+            report.paths = {}
+    if echo is not None:
+        echo(report.markdown)
+    return report

@@ -1,0 +1,107 @@
+"""The CycleGAN paper's Cityscapes tables (Zhu et al. 2017), as data.
+
+Values are transcribed from ``REFERENCE.md``: per-pixel accuracy, per-class accuracy and class IoU.
+A published row keeps the reference's doubt flag: ``"1 source"`` (found in only one transcription
+of the paper: probable, not certain) or ``"unverified"``. The reference writes the flag after the
+row's last number, so the report puts its footnote mark there too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METRICS: tuple[str, ...] = ("per_pixel_acc", "per_class_acc", "class_iou")
+METRIC_NAMES: dict[str, str] = {
+    "per_pixel_acc": "Per-pixel acc.",
+    "per_class_acc": "Per-class acc.",
+    "class_iou": "Class IoU",
+}
+DIRECTIONS: dict[str, str] = {"labels2photo": "labels→photo", "photo2labels": "photo→labels"}
+
+#: Footnote marks for the reference's flags, and their meaning.
+FLAGS: dict[str, tuple[str, str]] = {
+    "1 source": ("†", "published value found in only one transcription of the paper (probable, not certain)"),
+    "unverified": ("‡", "published value unverified"),
+}
+
+#: The evaluator's ceiling: real val photos through the same FCN (pix2pix paper, Cityscapes 256×256).
+GROUND_TRUTH = (0.80, 0.26, 0.21)
+GROUND_TRUTH_NAME = "Ground truth (real photos through the FCN)"
+
+REFERENCE_ROW = "cyclegan"  # the row every other row is tested against
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    key: str  # the runs' ``cgbench.row`` tag
+    name: str  # the paper's row name
+    published: tuple[float, float, float] | None  # per-pixel, per-class, IoU; None: not in the paper
+    flag: str | None = None  # a key of FLAGS
+    upper_bound: bool = False  # paired supervision: a ceiling, not a competitor
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    number: int
+    title: str
+    direction: str  # "labels2photo" or "photo2labels"
+    rows: tuple[PaperRow, ...]
+    #: rows shown after the paper's rows, only when there are runs for them
+    extra_rows: tuple[PaperRow, ...] = field(default=())
+
+    @property
+    def ablation(self) -> bool:
+        return self.number in (4, 5)
+
+
+def _baselines(values: dict[str, tuple[tuple[float, float, float], str | None]]) -> tuple[PaperRow, ...]:
+    names = [("cogan", "CoGAN"), ("bigan", "BiGAN/ALI"), ("simgan", "SimGAN"),
+             ("feature-gan", "Feature loss + GAN"), ("cyclegan", "CycleGAN"), ("pix2pix", "pix2pix")]
+    return tuple(PaperRow(k, n, values[k][0], values[k][1], upper_bound=(k == "pix2pix")) for k, n in names)
+
+
+def _ablations(values: dict[str, tuple[tuple[float, float, float], str | None]]) -> tuple[PaperRow, ...]:
+    names = [("cycle-only", "Cycle alone"), ("no-cycle", "GAN alone"), ("forward-cycle", "GAN + forward cycle"),
+             ("backward-cycle", "GAN + backward cycle"), ("cyclegan", "CycleGAN")]
+    return tuple(PaperRow(k, n, values[k][0], values[k][1]) for k, n in names)
+
+
+_IDENTITY = (PaperRow("identity", "CycleGAN + identity", None),)
+
+TABLES: dict[int, PaperTable] = {
+    2: PaperTable(2, "FCN scores, labels→photo: baselines", "labels2photo", _baselines({
+        "cogan": ((0.40, 0.10, 0.06), "1 source"),
+        "bigan": ((0.19, 0.06, 0.02), "unverified"),
+        "simgan": ((0.20, 0.10, 0.04), "unverified"),
+        "feature-gan": ((0.06, 0.04, 0.01), "unverified"),
+        "cyclegan": ((0.52, 0.17, 0.11), None),
+        "pix2pix": ((0.71, 0.25, 0.18), None),
+    })),
+    3: PaperTable(3, "Classification scores, photo→labels: baselines", "photo2labels", _baselines({
+        "cogan": ((0.45, 0.11, 0.08), "1 source"),
+        "bigan": ((0.41, 0.13, 0.07), "1 source"),
+        "simgan": ((0.47, 0.11, 0.07), "1 source"),
+        "feature-gan": ((0.50, 0.10, 0.06), "1 source"),
+        "cyclegan": ((0.58, 0.22, 0.16), None),
+        "pix2pix": ((0.85, 0.40, 0.32), None),
+    })),
+    4: PaperTable(4, "Ablation: FCN scores, labels→photo", "labels2photo", _ablations({
+        "cycle-only": ((0.22, 0.07, 0.02), None),
+        "no-cycle": ((0.51, 0.11, 0.08), None),
+        "forward-cycle": ((0.55, 0.18, 0.12), None),
+        "backward-cycle": ((0.39, 0.14, 0.06), "unverified"),
+        "cyclegan": ((0.52, 0.17, 0.11), None),
+    }), extra_rows=_IDENTITY),
+    5: PaperTable(5, "Ablation: classification scores, photo→labels", "photo2labels", _ablations({
+        "cycle-only": ((0.10, 0.05, 0.02), "unverified"),
+        "no-cycle": ((0.53, 0.11, 0.07), None),
+        "forward-cycle": ((0.49, 0.11, 0.07), "unverified"),
+        "backward-cycle": ((0.01, 0.06, 0.01), None),
+        "cyclegan": ((0.58, 0.22, 0.16), None),
+    }), extra_rows=_IDENTITY),
+}
+
+#: Every row key the tables know (extra rows included).
+KNOWN_ROWS: frozenset[str] = frozenset(
+    r.key for t in TABLES.values() for r in (*t.rows, *t.extra_rows)
+)
