@@ -1,0 +1,334 @@
+"""The report builder: statistics on known numbers, the paper's table layout, well-formed LaTeX,
+tidy CSV, runs read from a real sqlite MLflow store, the CLI, and the HTML page in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from cgbench.errors import CgbenchError
+from cgbench.report import aggregate, build_report, fill_table, welch_p
+from cgbench.report.aggregate import RunRecord
+from cgbench.report.paper import METRICS, TABLES
+from cgbench.report.render import latex_escape
+from cgbench.tracking import RunTracker, client_for
+
+L2P = "eval/labels2photo"
+P2L = "eval/photo2labels"
+GT = "eval/ground_truth"
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_aggregate_known_numbers():
+    s = aggregate([0.5, 0.6, 0.7])
+    assert s.n == 3
+    assert s.mean == pytest.approx(0.6)
+    assert s.std == pytest.approx(0.1)
+    assert s.ci == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3))
+    assert s.ci == pytest.approx(0.2484, abs=1e-4)
+    assert (s.low, s.high) == pytest.approx((0.6 - s.ci, 0.6 + s.ci))
+
+    one = aggregate([0.42])
+    assert (one.mean, one.n) == (0.42, 1) and math.isnan(one.std) and math.isnan(one.ci)
+    none = aggregate([])
+    assert none.n == 0 and math.isnan(none.mean)
+    assert aggregate([0.2, float("nan"), 0.4]).n == 2  # NaNs are dropped, not averaged
+
+
+def test_welch_p_matches_scipy():
+    a, b = [0.52, 0.55, 0.49, 0.51], [0.40, 0.47, 0.44]
+    expected = stats.ttest_ind(a, b, equal_var=False).pvalue
+    assert welch_p(a, b) == pytest.approx(expected)
+    # Welch's statistic by hand: t = (ma - mb) / sqrt(va/na + vb/nb)
+    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
+    t = (np.mean(a) - np.mean(b)) / math.sqrt(va / 4 + vb / 3)
+    assert stats.ttest_ind(a, b, equal_var=False).statistic == pytest.approx(t)
+    assert welch_p([0.5], b) is None and welch_p(a, []) is None  # n<2: not testable
+    assert welch_p([0.3, 0.3], [0.3, 0.3]) == 1.0
+    assert math.isnan(welch_p([0.3, 0.3], [0.4, 0.4]))
+
+
+# --- tables from records (pure) ------------------------------------------------------------------
+
+
+def record(row: str, seed: int, l2p=None, p2l=None, gt=None, **tags) -> RunRecord:
+    metrics = {}
+    for prefix, values in ((L2P, l2p), (P2L, p2l), (GT, gt)):
+        if values is not None:
+            metrics.update({f"{prefix}/{m}": v for m, v in zip(METRICS, values)})
+    return RunRecord(f"{row}-{seed}", f"{row}-seed{seed}", row, str(seed), metrics, tags,
+                     dataset="synthcity", digest="abc123", preset="tiny")
+
+
+def test_table_layout_rows_names_published_values():
+    runs = [record("cyclegan", s, l2p=(0.50 + 0.01 * s, 0.15, 0.10)) for s in range(3)]
+    runs += [record("simgan", s, l2p=(0.30 + 0.01 * s, 0.16 + 0.01 * s, 0.05)) for s in range(2)]
+    runs += [record("pix2pix", 0, l2p=(0.9, 0.9, 0.9))]
+    t2 = fill_table(TABLES[2], runs, ground_truth=[dict(zip(METRICS, (0.8, 0.3, 0.2)))])
+
+    assert [r.key for r in t2.rows] == ["cogan", "bigan", "simgan", "feature-gan", "cyclegan", "pix2pix"]
+    assert [r.name for r in t2.rows] == ["CoGAN", "BiGAN/ALI", "SimGAN", "Feature loss + GAN", "CycleGAN", "pix2pix"]
+    published = {r.key: r.published for r in t2.rows}
+    assert published == {"cogan": (0.40, 0.10, 0.06), "bigan": (0.19, 0.06, 0.02), "simgan": (0.20, 0.10, 0.04),
+                         "feature-gan": (0.06, 0.04, 0.01), "cyclegan": (0.52, 0.17, 0.11),
+                         "pix2pix": (0.71, 0.25, 0.18)}
+    assert {r.key: r.flag for r in t2.rows} == {"cogan": "1 source", "bigan": "unverified", "simgan": "unverified",
+                                                 "feature-gan": "unverified", "cyclegan": None, "pix2pix": None}
+    rows = {r.key: r for r in t2.rows}
+    assert rows["cogan"].n == 0 and rows["cyclegan"].n == 3 and rows["simgan"].n == 2
+    assert rows["cyclegan"].stats["per_pixel_acc"].mean == pytest.approx(0.51)
+    # best among unpaired rows: pix2pix (paired upper bound) is not a contender
+    assert rows["cyclegan"].best == {"per_pixel_acc", "class_iou"}
+    assert rows["simgan"].best == {"per_class_acc"} and not rows["pix2pix"].best
+    # significance vs CycleGAN
+    assert rows["simgan"].p["per_pixel_acc"] == pytest.approx(
+        stats.ttest_ind([0.30, 0.31], [0.50, 0.51, 0.52], equal_var=False).pvalue)
+    assert rows["pix2pix"].p["per_pixel_acc"] is None  # n=1
+    assert rows["cogan"].p["per_pixel_acc"] is None  # not run
+    assert rows["cyclegan"].p == {} and rows["cyclegan"].is_reference
+    assert t2.ground_truth is not None and t2.ground_truth.published == (0.80, 0.26, 0.21)
+    assert t2.ground_truth.stats["per_pixel_acc"].mean == pytest.approx(0.8)
+    assert t2.seeds == ["0", "1", "2"]
+
+    t5 = fill_table(TABLES[5], [record("cyclegan", 0, p2l=(0.5, 0.2, 0.1)), record("identity", 0, p2l=(0.4, 0.2, 0.1))])
+    assert [r.name for r in t5.rows] == ["Cycle alone", "GAN alone", "GAN + forward cycle", "GAN + backward cycle",
+                                         "CycleGAN", "CycleGAN + identity"]
+    assert [r.published for r in t5.rows][:5] == [(0.10, 0.05, 0.02), (0.53, 0.11, 0.07), (0.49, 0.11, 0.07),
+                                                  (0.01, 0.06, 0.01), (0.58, 0.22, 0.16)]
+    assert t5.ground_truth is None  # photo→labels has no FCN ceiling
+    assert [r.published for r in fill_table(TABLES[4], []).rows] == [
+        (0.22, 0.07, 0.02), (0.51, 0.11, 0.08), (0.55, 0.18, 0.12), (0.39, 0.14, 0.06), (0.52, 0.17, 0.11)]
+    assert fill_table(TABLES[4], []).rows[3].flag == "unverified"
+    assert [r.published for r in fill_table(TABLES[3], []).rows][0] == (0.45, 0.11, 0.08)
+
+
+# --- MLflow store -------------------------------------------------------------------------------------
+
+SCORES = {  # row → labels2photo per-pixel acc per seed (per-class, IoU derived)
+    "cyclegan": [0.50, 0.54, 0.52],
+    "no-cycle": [0.40, 0.42, 0.41],
+    "cycle-only": [0.21],
+    "forward-cycle": [0.51, 0.56],
+    "simgan": [0.30, 0.33, 0.31],
+    "feature-gan": [0.10, 0.12],
+}
+
+
+def make_run(uri, experiment, row, seed, pixel, parent=None, evaluated=True, samples=False, dataset="synthcity",
+             preset="tiny", status="FINISHED", **extra_tags) -> str:
+    method = row if row in ("simgan", "feature-gan", "pix2pix", "bigan", "cogan") else "cyclegan"
+    tags = {"cgbench.method": method, "cgbench.row": row, "cgbench.ablation": "" if method != "cyclegan" else row,
+            "cgbench.dataset": dataset, "cgbench.dataset_digest": f"{dataset}-digest", "cgbench.preset": preset,
+            "cgbench.seed": str(seed), "cgbench.eval.fcn.fcn": "run fcn0", **extra_tags}
+    tracker = RunTracker.create(uri, experiment, f"{row}-seed{seed}", tags, parent_run_id=parent)
+    for step in range(1, 5):
+        tracker.log_metrics({"loss/G_gan": 1.0 / step + 0.01 * seed, "loss/cycle_forward": 0.5 / step,
+                             "loss/idt_G": 0.0}, step * 10)
+    if evaluated:
+        tracker.log_metrics({f"{L2P}/per_pixel_acc": pixel, f"{L2P}/per_class_acc": pixel / 3,
+                             f"{L2P}/class_iou": pixel / 5, f"{P2L}/per_pixel_acc": pixel + 0.05,
+                             f"{P2L}/per_class_acc": pixel / 2, f"{P2L}/class_iou": pixel / 4,
+                             f"{GT}/per_pixel_acc": 0.78, f"{GT}/per_class_acc": 0.27, f"{GT}/class_iou": 0.2}, 40)
+    if samples:
+        grid = np.zeros((24, 48, 3), np.uint8)
+        grid[:, :, 0] = np.linspace(0, 255, 48, dtype=np.uint8)
+        tracker.log_image(grid, f"{L2P}/samples.png")
+        tracker.log_image(255 - grid, f"{P2L}/samples.png")
+    tracker.end(status)
+    return tracker.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sqlite store: experiment 'study' with rows × seeds, plus noise that must be left out."""
+    root = tmp_path_factory.mktemp("report-store")
+    uri = f"sqlite:///{root}/mlflow.db"
+    for row, values in SCORES.items():
+        for seed, pixel in enumerate(values):
+            make_run(uri, "study", row, seed, pixel, samples=(seed == 0),
+                     **({"cgbench.feature_weights": "random"} if row == "feature-gan" else {}))
+    make_run(uri, "study", "cyclegan", 7, 0.99, evaluated=False)  # finished, not evaluated
+    make_run(uri, "study", "cyclegan", 8, 0.01, status="FAILED")  # failed: never counted
+    other = RunTracker.create(uri, "study", "report-old", {"cgbench.method": "report"})
+    other.log_metrics({f"{L2P}/per_pixel_acc": 0.0}, 0)
+    other.end()
+    # a sweep in its own experiment
+    parent = RunTracker.create(uri, "sweeps", "ablations-sweep", {"cgbench.method": "sweep"})
+    for seed, pixel in enumerate([0.6, 0.62]):
+        make_run(uri, "sweeps", "cyclegan", seed, pixel, parent=parent.run_id)
+    make_run(uri, "sweeps", "no-cycle", 0, 0.3, parent=parent.run_id)
+    make_run(uri, "sweeps", "no-cycle", 1, 0.9)  # same experiment, not in the sweep
+    parent.end()
+    # mixed presets
+    make_run(uri, "mixed", "cyclegan", 0, 0.5, preset="tiny")
+    make_run(uri, "mixed", "cyclegan", 1, 0.5, preset="cpu")
+    return {"uri": uri, "root": root, "sweep": parent.run_id}
+
+
+def test_build_report_from_mlflow(store, tmp_path):
+    report = build_report(store["uri"], experiment="study", out_dir=tmp_path / "out")
+    assert report.name == "study"
+    assert [t.number for t in report.tables] == [2, 3, 4, 5]
+    assert report.tables[2].number == 4
+    t4 = {r.key: r for r in report.tables[2].rows}
+    assert t4["cyclegan"].n == 3  # the unevaluated, failed and report runs are left out
+    assert t4["cyclegan"].stats["per_pixel_acc"].mean == pytest.approx(0.52)
+    assert t4["cyclegan"].stats["per_pixel_acc"].ci == pytest.approx(stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
+    assert t4["cycle-only"].n == 1 and t4["backward-cycle"].n == 0
+    assert t4["no-cycle"].p["per_pixel_acc"] == pytest.approx(
+        stats.ttest_ind(SCORES["no-cycle"], SCORES["cyclegan"], equal_var=False).pvalue)
+    t3 = report.tables[1]
+    assert t3.number == 3 and t3.ground_truth is None
+    assert {r.key: r.stats["per_pixel_acc"].mean for r in t3.rows if r.n}["simgan"] == pytest.approx(
+        np.mean(SCORES["simgan"]) + 0.05)
+    gt = report.tables[0].ground_truth
+    assert gt.n == 1 and gt.stats["per_pixel_acc"].mean == pytest.approx(0.78)  # one FCN, not one per run
+    assert report.tables[0].seeds == ["0", "1", "2"] and report.tables[0].preset == "tiny"
+
+    md = report.markdown
+    assert "not run" in md and "n<2" in md and "Welch" in md
+    assert "**0.520 ± 0.050**" in md  # CycleGAN's per-pixel acc. is the best of Table 4, CI 4.303·0.02/√3
+    assert "Feature loss + GAN§" in md and "VGG-16 features from random weights, not ImageNet" in md
+    assert "0.06†" in md and "(1 source)" in md and "‡" in md
+    assert "finished run(s) have no evaluation metrics" in md
+    assert "Dataset synthcity" in md and "preset tiny" in md and "seeds 0, 1, 2" in md
+
+    # the files, and the report run in MLflow (never a row itself)
+    for ext in ("md", "tex", "csv", "html"):
+        assert (tmp_path / "out" / f"study.{ext}").is_file()
+    client = client_for(store["uri"])
+    run = client.get_run(report.run_id)
+    assert run.data.tags["cgbench.method"] == "report" and "cgbench.row" not in run.data.tags
+    assert sorted(a.path for a in client.list_artifacts(report.run_id, "report")) == [
+        f"report/study.{ext}" for ext in ("csv", "html", "md", "tex")]
+    again = build_report(store["uri"], experiment="study", tables="4", out_dir=None, log_to_mlflow=False,
+                         figures=False)
+    assert again.tables[0].rows[4].n == 3 and again.paths == {}
+
+    # CSV: tidy, one line per table × row × metric
+    lines = list(csv.DictReader(io.StringIO(report.csv)))
+    n_rows = sum(len(t.all_rows) for t in report.tables)
+    assert len(lines) == 3 * n_rows
+    line = next(r for r in lines if r["table"] == "4" and r["row"] == "cyclegan" and r["metric"] == "per_pixel_acc")
+    assert float(line["mean"]) == pytest.approx(0.52) and line["n"] == "3" and float(line["published"]) == 0.52
+    assert float(line["std"]) == pytest.approx(0.02) and line["p_vs_cyclegan"] == ""
+    line = next(r for r in lines if r["table"] == "2" and r["row"] == "cogan" and r["metric"] == "class_iou")
+    assert line["n"] == "0" and line["mean"] == "" and line["published_flag"] == "1 source"
+
+    check_latex(report.latex, n_tables=4)
+
+
+def check_latex(tex: str, n_tables: int) -> None:
+    """Balanced environments, booktabs rules, and the same number of columns in every row."""
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", tex):
+        if kind == "begin":
+            stack.append(env)
+        else:
+            assert stack and stack.pop() == env
+    assert not stack
+    tabulars = re.findall(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", tex, re.S)
+    assert len(tabulars) == n_tables
+    for spec, body in tabulars:
+        ncols = len(spec.split())
+        assert body.count(r"\toprule") == 1 and body.count(r"\bottomrule") == 1 and r"\midrule" in body
+        assert body.index(r"\toprule") < body.index(r"\midrule") < body.index(r"\bottomrule")
+        for line in body.strip().splitlines():
+            line = line.strip()
+            if re.fullmatch(r"(\\(toprule|midrule|bottomrule)|(\\cmidrule\(lr\)\{\d+-\d+\}\s*)+)", line):
+                continue
+            assert line.endswith(r"\\"), line
+            cells = re.split(r"(?<!\\)&", line[:-2])
+            width = sum(int(m.group(1)) if (m := re.match(r"\s*\\multicolumn\{(\d+)\}", c)) else 1 for c in cells)
+            assert width == ncols, line
+        # no raw special characters left in the cells
+        assert not re.search(r"(?<!\\)[%#_]", body)
+        assert "±" not in body and "→" not in body
+
+
+def test_latex_escape():
+    assert latex_escape("a_b & 50% #1 {x} ~ ^ \\ $") == (
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} \$")
+    assert latex_escape("labels→photo ±") == r"labels$\rightarrow$photo $\pm$"
+
+
+def test_sweep_selection_and_mixed_runs(store, tmp_path):
+    report = build_report(store["uri"], sweep_run_id=store["sweep"], tables=(4,), out_dir=tmp_path, figures=False)
+    assert report.name == "ablations-sweep"
+    rows = {r.key: r for r in report.tables[0].rows}
+    assert rows["cyclegan"].n == 2 and rows["no-cycle"].n == 1  # the run outside the sweep is left out
+    assert rows["no-cycle"].stats["per_pixel_acc"].mean == pytest.approx(0.3)
+    assert client_for(store["uri"]).get_run(report.run_id).data.tags["cgbench.report.sweep"] == store["sweep"]
+    with pytest.raises(CgbenchError, match="mix datasets or presets.*--sweep"):
+        build_report(store["uri"], experiment="mixed", out_dir=tmp_path, log_to_mlflow=False)
+    with pytest.raises(CgbenchError, match="no MLflow experiment named 'nope'"):
+        build_report(store["uri"], experiment="nope", out_dir=tmp_path)
+    with pytest.raises(CgbenchError, match="unknown table '7'"):
+        build_report(store["uri"], experiment="study", tables="7", out_dir=tmp_path)
+
+
+def test_cli_report_end_to_end(store, tmp_path):
+    from cgbench.cli import main
+
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(main, ["report", "--experiment", "study", "--table", "all", "--out", str(out),
+                                       "--tracking-uri", store["uri"], "--name", "paper tables"])
+    assert result.exit_code == 0, result.output
+    assert "| CycleGAN | 3 |" in result.output and "Table 5." in result.output
+    assert sorted(p.name for p in out.iterdir()) == [f"paper-tables.{e}" for e in ("csv", "html", "md", "tex")]
+    assert (out / "paper-tables.md").read_text() in result.output
+
+    bad = CliRunner().invoke(main, ["report", "--experiment", "mixed", "--tracking-uri", store["uri"],
+                                    "--out", str(out)])
+    assert bad.exit_code == 2 and bad.output.startswith("error: ") and bad.output.count("\n") == 1
+
+
+# --- the HTML page in a real browser ------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+IMG_CHECK = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const out = document.createElement('pre'); out.id = 'imgcheck';
+  out.textContent = JSON.stringify({n: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+                                    tables: document.querySelectorAll('table').length});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_html_page_renders(store, tmp_path):
+    report = build_report(store["uri"], experiment="study", out_dir=tmp_path, log_to_mlflow=False)
+    page = report.html
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    srcs = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(srcs) == 4 + 6 + 2 * 6  # bar charts, loss curves per row, samples per row and direction
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)  # no external files or network
+    assert not re.search(r'(href|src)="(https?:|//)', page)
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", IMG_CHECK + "</body>"), encoding="utf-8")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+           "--dump-dom", probe.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    found = re.search(r'<pre id="imgcheck">(.*?)</pre>', done.stdout)
+    assert found, f"chromium printed no result (rc {done.returncode}): {done.stderr[-2000:]}"
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    assert result == {"n": len(srcs), "loaded": len(srcs), "tables": 4}
