@@ -22,7 +22,7 @@ from cgbench.config import Config, apply_overrides, validate
 from cgbench.data import datasets
 from cgbench.data.labels import colorize
 from cgbench.data.layouts import Split, load_split
-from cgbench.data.sampler import UnpairedSampler, to_uint8, to_unit_range
+from cgbench.data.sampler import PairedSampler, UnpairedSampler, to_uint8, to_unit_range
 from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.methods import get_method
 from cgbench.methods.base import Method
@@ -106,10 +106,7 @@ def check_network_input(method: Method, config: Config) -> None:
     probe = torch.zeros(1, 3, config.image_size, config.image_size, device=method.device)
     try:
         with torch.no_grad():
-            for name, net in method.networks.items():
-                out = net(probe)
-                if out.shape[-1] < 1 or out.shape[-2] < 1:
-                    raise RuntimeError(name)
+            method.probe(probe)
     except RuntimeError:
         raise ConfigError(
             f"image_size {config.image_size} is too small for the networks (n_layers_d={config.n_layers_d}); "
@@ -206,7 +203,7 @@ def train(
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, device)
     check_network_input(method, config)
-    sampler = UnpairedSampler(
+    sampler = (PairedSampler if method.paired else UnpairedSampler)(
         data.labels_rgb, data.photos, config.image_size, config.batch_size, config.seed, config.flip, config.disjoint
     )
     total = total_iterations(config, sampler.steps_per_epoch)
@@ -239,7 +236,9 @@ def train(
     else:
         tracker = RunTracker.create(
             tracking_uri, experiment, run_name or _default_run_name(config),
-            {**run_tags(config, data.ref, data.split, preset), **(tags or {})}, parent_run_id=parent_run_id,
+            {**run_tags(config, data.ref, data.split, preset),
+             **{TAG_PREFIX + k: v for k, v in method.extra_tags().items()}, **(tags or {})},
+            parent_run_id=parent_run_id,
         )
         tracker.log_params({**config.to_dict(), "total_iterations": total, "train_images": len(data.photos)})
         tracker.log_json(config.to_dict(), CONFIG_ARTIFACT)

@@ -79,6 +79,8 @@ class Method:
     name: ClassVar[str]
     #: The loss terms it records, in order, each logged as ``loss/<term>``.
     terms: ClassVar[tuple[str, ...]]
+    #: True: the trainer feeds (label map, photo) of the same scene, same crop and flip (pix2pix).
+    paired: ClassVar[bool] = False
 
     def __init__(self, config: Config, device: torch.device):
         self.config = config
@@ -96,6 +98,19 @@ class Method:
 
     def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def extra_tags(self) -> dict[str, str]:
+        """Run tags (without the ``cgbench.`` prefix) set when a new run of this method is created."""
+        return {}
+
+    def probe(self, image: torch.Tensor) -> None:
+        """Run every network on ``image`` (1, 3, S, S); raise RuntimeError if one cannot take it.
+
+        Methods whose networks take other inputs (pairs, latent codes) override this."""
+        for name, net in self.networks.items():
+            out = net(image)
+            if out.shape[-1] < 1 or out.shape[-2] < 1:
+                raise RuntimeError(name)
 
     def samples(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows of the sample grid: named image batches in [-1, 1]."""
