@@ -43,6 +43,13 @@ class Config:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5  # times lambda_cycle; used only by ablations that enable identity
     pool_size: int = 50
+    # --- baselines (Tables 2 and 3; see cgbench.methods) -------------------------------
+    lambda_l1: float = 100.0  # pix2pix: weight of the L1 to the paired target
+    lambda_self: float = 10.0  # simgan / feature-gan: weight of the self-regularisation term
+    feature_weights: str = ""  # feature-gan: torchvision VGG-16 state dict file ("" = fixed seeded random VGG-16)
+    latent_dim: int = 100  # cogan: size of the shared latent code z
+    cogan_search_steps: int = 200  # cogan: Adam steps of the latent search that translates an image
+    cogan_search_lr: float = 0.05  # cogan: Adam learning rate of that search
     # --- optimisation ----------------------------------------------------------------
     batch_size: int = 1
     lr: float = 2e-4
@@ -81,13 +88,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
     "cpu": dict(
         image_size=64, load_size=72, ngf=16, ndf=16, n_blocks=4, batch_size=1,
-        iters=1500, checkpoint_every=500, log_every=5,
+        iters=1500, checkpoint_every=500, log_every=5, cogan_search_steps=100,
         fcn_arch="fcn8s", fcn_width=16, fcn_epochs=8.0, fcn_batch_size=8, fcn_lr=2e-3,
     ),
     # Seconds: for tests and smoke checks only.
     "tiny": dict(
         image_size=32, load_size=36, ngf=4, ndf=4, n_blocks=1, batch_size=1,
-        iters=4, checkpoint_every=2, pool_size=4,
+        iters=4, checkpoint_every=2, pool_size=4, latent_dim=16, cogan_search_steps=3,
         fcn_width=4, fcn_epochs=1.0, fcn_batch_size=4,
     ),
 }
@@ -224,3 +231,8 @@ def validate(config: Config) -> None:
         raise ConfigError("n_blocks, pool_size and sample_every must be >= 0")
     if not 0.0 <= config.decay_fraction <= 1.0:
         raise ConfigError(f"decay_fraction must lie in [0, 1], got {config.decay_fraction}")
+    for key in ("lambda_l1", "lambda_self", "cogan_search_lr"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(config, key)}")
+    if config.latent_dim < 1 or config.cogan_search_steps < 0:
+        raise ConfigError("latent_dim must be >= 1 and cogan_search_steps >= 0")
