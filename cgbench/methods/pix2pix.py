@@ -1,0 +1,114 @@
+"""pix2pix (Isola et al., CVPR 2017): the paired, supervised upper bound of Tables 2 and 3.
+
+Trained on (label map, photo) pairs of the same scene — the trainer gives it a
+:class:`~cgbench.data.sampler.PairedSampler` because ``paired = True`` — in both directions, so
+one run fills a row of both tables:
+
+    G: X→Y   min  L_cGAN(G, D_Y) + λ_L1 ‖y − G(x)‖₁      D_Y judges (x, y) vs. (x, G(x))
+    F: Y→X   min  L_cGAN(F, D_X) + λ_L1 ‖x − F(y)‖₁      D_X judges (y, x) vs. (y, F(y))
+
+Choices, following the pix2pix paper and its public code:
+
+* generator: the U-Net of :mod:`cgbench.models.unet`, sized to the image (bottleneck 1x1 for
+  a power of two), dropout 0.5 in the deep decoder layers during training only (off at
+  evaluation, so scores are deterministic), instance norm (= pix2pix's batch norm at batch 1);
+* discriminator: the conditional 70x70 PatchGAN — CycleGAN's PatchDiscriminator on the
+  6-channel concatenation (input, output);
+* vanilla (cross-entropy) GAN loss whatever ``gan_mode`` says — pix2pix's objective;
+  λ_L1 = ``lambda_l1`` (100); the discriminator objective halved; no image pool (pix2pix's
+  pool size is 0); Adam 2e-4, β = (0.5, 0.999), the suite's lr schedule.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+from cgbench.config import Config
+from cgbench.methods.base import GANLoss, Method, set_requires_grad
+from cgbench.models.networks import PatchDiscriminator, init_weights
+from cgbench.models.unet import UnetGenerator
+
+
+class Pix2Pix(Method):
+    """pix2pix: paired conditional GAN + λ_L1·L1, both directions (the supervised upper bound)."""
+
+    name = "pix2pix"
+    terms = ("G_gan", "G_L1", "F_gan", "F_L1", "D_Y", "D_X")
+    paired = True
+
+    def __init__(self, config: Config, device: torch.device):
+        super().__init__(config, device)
+        c = config
+
+        def generator() -> nn.Module:
+            return init_weights(UnetGenerator(3, 3, c.image_size, c.ngf), c.init_gain).to(device)
+
+        def discriminator() -> nn.Module:  # conditional: sees (input, output) as 6 channels
+            return init_weights(PatchDiscriminator(6, c.ndf, c.n_layers_d), c.init_gain).to(device)
+
+        self.G, self.F = generator(), generator()
+        self.D_Y, self.D_X = discriminator(), discriminator()
+        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
+        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
+        self.optimizers = {
+            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
+            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
+        }
+        self.gan_loss = GANLoss("vanilla")
+        self.l1 = nn.L1Loss()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
+
+        # Forward: both translations of the pair (x, y).
+        fake_y, fake_x = G(x), F(y)
+
+        # Generator losses, with the discriminators frozen: fool D on (input, output), match the pair.
+        set_requires_grad([D_X, D_Y], False)
+        loss = {
+            "G_gan": self.gan_loss(D_Y(pair(x, fake_y)), True),
+            "G_L1": self.l1(fake_y, y),
+            "F_gan": self.gan_loss(D_X(pair(y, fake_x)), True),
+            "F_L1": self.l1(fake_x, x),
+        }
+        loss_G = loss["G_gan"] + loss["F_gan"] + c.lambda_l1 * (loss["G_L1"] + loss["F_L1"])
+
+        # Generator step.
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.optimizers["G"].step()
+
+        # Discriminator losses: the real pair vs. the pair with the generated output.
+        set_requires_grad([D_X, D_Y], True)
+        loss["D_Y"] = self._discriminator_loss(D_Y, pair(x, y), pair(x, fake_y))
+        loss["D_X"] = self._discriminator_loss(D_X, pair(y, x), pair(y, fake_x))
+
+        # Discriminator step.
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        (loss["D_Y"] + loss["D_X"]).backward()
+        self.optimizers["D"].step()
+        return {k: v.detach() for k, v in loss.items()}
+
+    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+
+    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)
+
+    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
+        return self.F(y)
+
+    def probe(self, image: torch.Tensor) -> None:
+        for name, out in (("G", self.G(image)), ("F", self.F(image)),
+                          ("D_Y", self.D_Y(pair(image, image))), ("D_X", self.D_X(pair(image, image)))):
+            if out.shape[-1] < 1 or out.shape[-2] < 1:
+                raise RuntimeError(name)
+
+
+def pair(condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """What a conditional discriminator sees: (condition, image) as one 6-channel input."""
+    return torch.cat([condition, image], 1)

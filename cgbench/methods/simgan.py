@@ -1,0 +1,106 @@
+"""SimGAN (Shrivastava et al., CVPR 2017) as the CycleGAN paper's unpaired baseline.
+
+Both mappings are trained with their adversarial term plus SimGAN's self-regularisation, which
+keeps each output close to its own input; there is no cycle:
+
+    L = L_GAN(G, D_Y) + L_GAN(F, D_X) + λ_self (‖x − G(x)‖₁ + ‖y − F(y)‖₁)
+
+Networks, GAN loss (``gan_mode``, least squares), image pool, optimiser and schedule are
+CycleGAN's (the CycleGAN paper: every baseline but CoGAN uses its networks and training details).
+The weight λ_self is not given by either paper (SimGAN tunes it per task); ``lambda_self``
+defaults to 10, the weight the same objective gives the cycle terms that self-regularisation
+replaces here, so the two rows differ only in which L1 is added.
+
+:class:`SelfRegularised` holds the shared objective; the distance between an input and its
+translation is a hook, which ``feature-gan`` replaces with a distance between VGG features.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+from cgbench.config import Config
+from cgbench.methods.base import GANLoss, ImagePool, Method, set_requires_grad
+from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+
+
+class SelfRegularised(Method):
+    """GAN + λ_self·distance(input, translation) for both mappings, on CycleGAN's networks."""
+
+    terms = ("G_gan", "F_gan", "self_G", "self_F", "D_Y", "D_X")
+
+    def __init__(self, config: Config, device: torch.device):
+        super().__init__(config, device)
+        c = config
+
+        def generator() -> nn.Module:
+            return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(device)
+
+        def discriminator() -> nn.Module:
+            return init_weights(PatchDiscriminator(3, c.ndf, c.n_layers_d), c.init_gain).to(device)
+
+        self.G, self.F = generator(), generator()
+        self.D_Y, self.D_X = discriminator(), discriminator()
+        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
+        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
+        self.optimizers = {
+            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
+            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
+        }
+        self.pools = {"fake_x": ImagePool(c.pool_size, c.seed), "fake_y": ImagePool(c.pool_size, c.seed + 1)}
+        self.gan_loss = GANLoss(c.gan_mode)
+
+    def self_distance(self, source: torch.Tensor, translated: torch.Tensor) -> torch.Tensor:
+        """‖source − translated‖₁ (mean over pixels)."""
+        return (source - translated).abs().mean()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
+
+        # Forward: both translations.
+        fake_y, fake_x = G(x), F(y)
+
+        # Generator losses, with the discriminators frozen: adversarial + self-regularisation, no cycle.
+        set_requires_grad([D_X, D_Y], False)
+        loss = {
+            "G_gan": self.gan_loss(D_Y(fake_y), True),
+            "F_gan": self.gan_loss(D_X(fake_x), True),
+            "self_G": self.self_distance(x, fake_y),
+            "self_F": self.self_distance(y, fake_x),
+        }
+        loss_G = loss["G_gan"] + loss["F_gan"] + c.lambda_self * (loss["self_G"] + loss["self_F"])
+
+        # Generator step.
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.optimizers["G"].step()
+
+        # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
+        set_requires_grad([D_X, D_Y], True)
+        loss["D_Y"] = self._discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
+        loss["D_X"] = self._discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
+
+        # Discriminator step.
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        (loss["D_Y"] + loss["D_X"]).backward()
+        self.optimizers["D"].step()
+        return {k: v.detach() for k, v in loss.items()}
+
+    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+
+    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)
+
+    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
+        return self.F(y)
+
+
+class SimGAN(SelfRegularised):
+    """SimGAN: GAN + pixel self-regularisation λ_self·‖x − G(x)‖₁ for both mappings, no cycle."""
+
+    name = "simgan"
