@@ -30,10 +30,18 @@ GROUND_TRUTH_PREFIX = "eval/ground_truth"
 DEFAULT_EXPERIMENT = "cgbench"
 ALL_TABLES = (2, 3, 4, 5)
 FORMATS = ("md", "tex", "csv", "html")
-SAMPLE_ROWS = {
-    "labels2photo": "top to bottom: labels, G(labels), FCN(G(labels))",
-    "photo2labels": "top to bottom: photo, F(photo), nearest train-class colour",
-}
+
+
+def sample_rows(direction: str) -> str:
+    """What the rows of an evaluator's ``samples.png`` show (the built-in evaluators' grids)."""
+    try:
+        from evaluators.fcn import FCNScore
+        from evaluators.seg import SegScore
+
+        rows = {"labels2photo": FCNScore.sample_rows, "photo2labels": SegScore.sample_rows}[direction]
+        return "top to bottom: " + ", ".join((*rows, "ground truth"))
+    except (ImportError, AttributeError, KeyError):
+        return "the evaluator's sample grid"
 
 
 @dataclass
@@ -228,8 +236,19 @@ def _mean_history(client, runs: Sequence[RunRecord]) -> dict[str, tuple[list[int
     return out
 
 
+#: Loss terms in a fixed order, so a term has the same colour in every row's chart.
+LOSS_ORDER = ("G_gan", "F_gan", "cycle_forward", "cycle_backward", "idt_G", "idt_F", "D_Y", "D_X")
+
+
+def _loss_color(term: str) -> str:
+    if term in LOSS_ORDER:
+        return f"C{LOSS_ORDER.index(term)}"
+    return f"C{(len(LOSS_ORDER) + sum(map(ord, term))) % 10}"
+
+
 def loss_chart(client, name: str, runs: Sequence[RunRecord]) -> str | None:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     histories = _mean_history(client, runs)
     if not histories:
@@ -237,10 +256,12 @@ def loss_chart(client, name: str, runs: Sequence[RunRecord]) -> str | None:
     fig = Figure(figsize=(4.2, 2.6))
     ax = fig.subplots()
     for key, (xs, means, stds) in histories.items():
-        line, = ax.plot(xs, means, linewidth=1.2, label=key.removeprefix("loss/"))
+        term = key.removeprefix("loss/")
+        ax.plot(xs, means, linewidth=1.2, label=term, color=_loss_color(term))
         if len(runs) > 1:
             ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                            color=line.get_color(), alpha=0.15, linewidth=0)
+                            color=_loss_color(term), alpha=0.15, linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration", fontsize=9)
     ax.set_ylabel("loss", fontsize=9)
     ax.tick_params(labelsize=8)
@@ -282,7 +303,7 @@ def figures_for(client, results: list[TableResult]) -> render.Figures:
             figures.losses.append((name, cap, chart))
     for key, (name, runs, directions) in rows.items():
         run = runs[0]  # the lowest seed
-        images = [(f"{DIRECTIONS[d]}, {SAMPLE_ROWS[d]}", image) for d in DIRECTIONS
+        images = [(f"{DIRECTIONS[d]}, {sample_rows(d)}", image) for d in DIRECTIONS
                   if d in directions and (image := sample_image(client, run.run_id, d))]
         if images:
             figures.samples.append((name, f"run {run.name} (seed {run.seed})", images))
