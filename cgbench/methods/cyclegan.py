@@ -54,6 +54,8 @@ def get_ablation(name: str) -> Ablation:
 
 
 class CycleGAN(Method):
+    """CycleGAN (Zhu et al. 2017): two GAN losses plus forward and backward cycle consistency; ablations by --ablation."""
+
     name = "cyclegan"
     terms = ("G_gan", "F_gan", "cycle_forward", "cycle_backward", "idt_G", "idt_F", "D_Y", "D_X")
 
