@@ -290,13 +290,13 @@ def recorded_config(client, run_id: str):
     return apply_overrides(Config(), recorded, source=f"run {run_id}")
 
 
-def run_data_root(run, data_value: str, override: str | None = None) -> Path:
+def run_data_root(run, data_value: str, override: str | None = None, image_size: int = 128) -> Path:
     """The dataset folder of a run: ``override`` (``--data``), else the folder the run recorded as
     its dataset input (absolute), else the run's ``data`` config value."""
     from cgbench.data import datasets
 
     if override:
-        return datasets.resolve(override, generate=False).root
+        return datasets.resolve(override, image_size, generate=False).root
     for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
         try:
             uri = json.loads(dataset_input.dataset.source).get("uri", "")
@@ -304,7 +304,7 @@ def run_data_root(run, data_value: str, override: str | None = None) -> Path:
             continue
         if uri and Path(uri).is_dir():
             return Path(uri)
-    return datasets.resolve(data_value, generate=False).root
+    return datasets.resolve(data_value, image_size, generate=False).root
 
 
 def load_val_split(root: Path, image_size: int):
@@ -352,7 +352,7 @@ def evaluate(
         raise CgbenchError(f"run {run_id} has no checkpoint; train it with cgbench run or resume it "
                            f"(cgbench run --resume {run_id})")
     step = int(state.get("iteration", 0))
-    root = run_data_root(run, config.data, data)
+    root = run_data_root(run, config.data, data, config.image_size)
 
     segmenter = None
     if any("fcn" in c.needs for c in classes):  # resolved before any work, so a missing FCN fails fast

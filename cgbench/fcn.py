@@ -256,7 +256,7 @@ def train_fcn(
     device = resolve_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    ref = datasets.resolve(config.data, echo=echo)
+    ref = datasets.resolve(config.data, config.image_size, echo=echo)
     size = config.image_size
     train_split = load_split(ref.root, "train", photo_size=size)
     if not train_split.paired:

@@ -158,14 +158,15 @@ def estimate_seconds(config: Config, steps: int = 3) -> float:
     for _ in range(steps):
         method.train_step(x, x)
     per_iter = (time.perf_counter() - start) / steps
-    return per_iter * (config.iters if config.iters > 0 else config.epochs * _train_images(config.data))
+    return per_iter * (config.iters if config.iters > 0 else config.epochs * _train_images(config))
 
 
-def _train_images(data: str) -> int:
+def _train_images(config: Config) -> int:
     """How many training images an epoch has, counted without decoding (1000 if not generated yet)."""
     from cgbench.data.datasets import SYNTHCITY, default_synthcity_dir
 
-    root = default_synthcity_dir() if data == SYNTHCITY else Path(data)
+    data = config.data
+    root = default_synthcity_dir(config.image_size) if data == SYNTHCITY else Path(data)
     for pattern in ("leftImg8bit/train/*/*.png", "train/*.*", "trainA/*.*"):
         count = sum(1 for _ in root.glob(pattern))
         if count:
@@ -184,7 +185,8 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...],
-               fcn_run_id: str | None, preset: str, threads: int, progress: bool) -> tuple[str, str, float]:
+               fcn_run_id: str | None, preset: str, threads: int, on_progress: Callable[[str, int, int], None]
+               ) -> tuple[str, str, float]:
     """Train (or resume) and evaluate one child; returns (run_id, status, seconds)."""
     import torch
 
@@ -200,7 +202,8 @@ def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: 
         result = train(
             child.config if child.status == "planned" else None, tracking_uri=tracking_uri, experiment=experiment,
             preset=preset, resume_run_id=run_id if child.status == "resume" else None, parent_run_id=parent_run_id,
-            tags={TAG + "sweep": parent_run_id}, progress=progress, echo=quiet,
+            tags={TAG + "sweep": parent_run_id}, progress=False, echo=quiet,
+            on_progress=lambda it, total: on_progress(child.label, it, total),
         )
         run_id = result.run_id
     if evaluators:
@@ -322,7 +325,7 @@ def run_sweep(
 
     from cgbench.tracking import RunTracker, client_for, search_runs
 
-    ref = datasets.resolve(data_value, echo=echo)  # generate SynthCity before anything is recorded
+    ref = datasets.resolve(data_value, runnable[0].config.image_size if runnable else 128, echo=echo)  # before recording
     client = client_for(tracking_uri)
     key = sweep_key(spec, preset, seeds, data_value, sets)
     existing = search_runs(client, [experiment], f"tags.`{TAG}sweep_key` = '{key}'",
@@ -375,7 +378,7 @@ def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset
     from cgbench.fcn import find_fcn_run, train_fcn
     from cgbench.tracking import client_for
 
-    ref = datasets.resolve(config.data, echo=echo)
+    ref = datasets.resolve(config.data, config.image_size, echo=echo)
     digest = load_split(ref.root, "train", size=8).digest
     run = find_fcn_run(client_for(tracking_uri), digest, config.image_size)
     if run is not None:
@@ -387,6 +390,46 @@ def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset
     return result.run_id
 
 
+class PlanProgress:
+    """One progress bar over the training iterations of the whole plan, naming the runs in flight
+    and their iteration; tqdm's rate gives the time left."""
+
+    def __init__(self, todo: list[Child], enabled: bool):
+        from tqdm.auto import tqdm
+
+        total = sum(_iterations(c.config) for c in todo if c.status != "evaluate")
+        self.bar = tqdm(total=total, unit="it", desc="sweep", disable=not enabled, dynamic_ncols=True)
+        self.seen: dict[str, int] = {}
+        self.active: dict[str, str] = {}
+
+    def update(self, label: str, iteration: int, total: int) -> None:
+        self.bar.update(iteration - self.seen.get(label, 0))
+        self.seen[label] = iteration
+        self.active[label] = f"{label} {iteration}/{total}"
+        self.bar.set_postfix_str("; ".join(self.active.values()), refresh=True)
+
+    def finished(self, label: str) -> None:
+        self.active.pop(label, None)
+
+    def write(self, line: str, echo: Callable[[str], None]) -> None:
+        if self.bar.disable:
+            echo(line)
+        else:
+            self.bar.write(line)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _iterations(config: Config) -> int:
+    return config.iters if config.iters > 0 else int(config.epochs * _train_images(config))
+
+
+def _drain(queue, progress: PlanProgress) -> None:
+    while (item := queue.get()) is not None:
+        progress.update(*item)
+
+
 def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_uri: str | None,
              evaluators: tuple[str, ...], fcn_run_id: str | None, preset: str, jobs: int, progress: bool,
              echo: Callable[[str], None]) -> None:
@@ -395,35 +438,62 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     done_seconds: list[float] = []
     started = time.perf_counter()
+    plan = PlanProgress(todo, progress)
 
     def report(i: int, child: Child) -> None:
+        plan.finished(child.label)
         done_seconds.append(child.seconds)
         left = len(todo) - i
         eta = sum(done_seconds) / len(done_seconds) * left / jobs
         state = "done" if child.status == "finished" else "FAILED"
-        echo(f"[{i}/{len(todo)}] {child.label}: {state} in {_fmt_seconds(child.seconds)} (run {child.run_id}); "
-             f"elapsed {_fmt_seconds(time.perf_counter() - started)}, about {_fmt_seconds(eta)} left")
+        plan.write(f"[{i}/{len(todo)}] {child.label}: {state} in {_fmt_seconds(child.seconds)} (run {child.run_id}); "
+                   f"elapsed {_fmt_seconds(time.perf_counter() - started)}, about {_fmt_seconds(eta)} left", echo)
 
     args = (experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset, threads)
     if jobs == 1:
-        for i, child in enumerate(todo, 1):
-            echo(f"[{i}/{len(todo)}] {child.label}: {'training' if child.status != 'evaluate' else 'evaluating'} ...")
-            _finish(child, lambda: _run_child(child, *args, progress), echo)
-            report(i, child)
+        try:
+            for i, child in enumerate(todo, 1):
+                what = "training and evaluating" if child.status != "evaluate" else "evaluating"
+                plan.write(f"[{i}/{len(todo)}] {child.label}: {what} ...", echo)
+                _finish(child, lambda: _run_child(child, *args, plan.update), echo)
+                report(i, child)
+        finally:
+            plan.close()
         return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
-        futures = {pool.submit(_run_child, child, *args, False): child for child in todo}
-        echo(f"Running {len(todo)} runs in {jobs} processes ({threads} threads each) ...")
+    import threading
+
+    context = get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_worker_init
+    ) as pool:
+        queue = manager.Queue()
+        drainer = threading.Thread(target=_drain, args=(queue, plan), daemon=True)
+        drainer.start()
+        futures = {pool.submit(_run_child, child, *args, _QueueProgress(queue)): child for child in todo}
+        plan.write(f"Running {len(todo)} runs in {jobs} processes ({threads} threads each) ...", echo)
         try:
             for i, future in enumerate(as_completed(futures), 1):
                 child = futures[future]
                 _finish(child, future.result, echo)
                 report(i, child)
+            queue.put(None)
+            drainer.join()
+            plan.close()
         except (KeyboardInterrupt, SweepInterrupted):
             # Ctrl-C reached the workers too: each checkpoints its run and stops. Wait for them.
             pool.shutdown(wait=True, cancel_futures=True)
             raise SweepInterrupted("sweep interrupted; runs in flight were checkpointed; run the same command "
                                    "again to resume") from None
+
+
+class _QueueProgress:
+    """Sends a worker's progress to the parent's plan display (picklable, unlike a closure)."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def __call__(self, label: str, iteration: int, total: int) -> None:
+        self.queue.put((label, iteration, total))
 
 
 def _finish(child: Child, call: Callable[[], tuple[str, str, float]], echo: Callable[[str], None]) -> None:

@@ -93,7 +93,7 @@ class TrainingData:
 
 
 def load_training_data(config: Config, echo: Callable[[str], None] = print) -> TrainingData:
-    ref = datasets.resolve(config.data, echo=echo)
+    ref = datasets.resolve(config.data, config.image_size, echo=echo)
     split = load_split(ref.root, "train", size=config.load_size)
     if len(split.photos) < 2:
         raise DataError(f"the training split of {ref.root} has {len(split.photos)} images; it needs at least 2")
@@ -188,8 +188,12 @@ def train(
     tags: dict[str, str] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
-    """Train ``config`` (or continue ``resume_run_id``) and record it in MLflow."""
+    """Train ``config`` (or continue ``resume_run_id``) and record it in MLflow.
+
+    ``on_progress(iteration, total)``, if given, is called every ``log_every`` iterations (sweeps
+    use it to show the progress of the whole plan)."""
     if resume_run_id:
         tracker = RunTracker.reopen(tracking_uri, resume_run_id)
         config = _recorded_config(tracker)
@@ -302,6 +306,8 @@ def train(
                         metrics["perf/sec_per_iter"] = sec_per_iter
                         tracker.log_metrics(metrics, iteration)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if v}, refresh=False)
+                    if on_progress is not None:
+                        on_progress(iteration, total)
                 t3 = time.perf_counter()
                 if iteration % config.checkpoint_every == 0 or iteration == total:
                     checkpoint(iteration)

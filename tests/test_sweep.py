@@ -44,7 +44,7 @@ def test_sweep_runs_every_row_and_seed_then_skips_when_done(synth_dir, tracking_
     spec = _spec(tmp_path)
     args = ["sweep", str(spec), "--seeds", "0,1", "--data", str(synth_dir), "--tracking-uri", tracking_uri,
             "--no-progress"]
-    first = CliRunner().invoke(main, args)
+    first = CliRunner().invoke(main, [*args, "--jobs", "2"])  # two worker processes
     assert first.exit_code == 0, first.output + first.stderr
     assert "2 not available" in first.output
     client = MlflowClient(tracking_uri)

@@ -11,9 +11,13 @@ from cgbench.errors import DataError
 SYNTHCITY = "synthcity"
 
 
-def default_synthcity_dir() -> Path:
-    """``$CGBENCH_SYNTHCITY`` or ``./data/synthcity``."""
-    return Path(os.environ.get("CGBENCH_SYNTHCITY", "data/synthcity"))
+def default_synthcity_dir(image_size: int) -> Path:
+    """``$CGBENCH_SYNTHCITY``, else ``./data/synthcity-<image_size>``.
+
+    The embedded dataset is generated at the generator's resolution (height ``image_size``, twice
+    that wide, Cityscapes' aspect), so a CPU-sized run does not pay for labels it cannot use.
+    """
+    return Path(os.environ.get("CGBENCH_SYNTHCITY", f"data/synthcity-{image_size}"))
 
 
 @dataclass(frozen=True)
@@ -22,17 +26,18 @@ class DatasetRef:
     root: Path
 
 
-def resolve(data: str, generate: bool = True, echo=print) -> DatasetRef:
+def resolve(data: str, image_size: int = 128, generate: bool = True, echo=print) -> DatasetRef:
     """The dataset folder for a config's ``data`` value, generating SynthCity on first use."""
     if data == SYNTHCITY:
-        root = default_synthcity_dir()
+        root = default_synthcity_dir(image_size)
         if not (root / "synthcity.json").is_file():
             if not generate:
-                raise DataError(f"SynthCity is not generated at {root}; run `cgbench data synth --out {root}`")
+                raise DataError(f"SynthCity is not generated at {root}; "
+                                f"run `cgbench data synth --out {root} --size {image_size}`")
             from cgbench.data.synthcity import generate as synth
 
-            echo(f"Generating SynthCity (the embedded default dataset) in {root} ...")
-            synth(root)
+            echo(f"Generating SynthCity (the embedded default dataset) at {2 * image_size}x{image_size} in {root} ...")
+            synth(root, size=image_size)
         return DatasetRef(SYNTHCITY, root)
     root = Path(data).expanduser()
     if not root.is_dir():
