@@ -8,12 +8,14 @@ need nothing else from it.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
 from cgbench.config import Config
+from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
 
 
 class GANLoss(nn.Module):
@@ -141,3 +143,40 @@ class Method:
         for k, net in self.networks.items():
             if k in networks:
                 net.load_state_dict(networks[k])
+
+
+class TwoWayGAN(Method):
+    """Two mappings, G: X→Y and F: Y→X, each with its discriminator (D_Y judges photos, D_X label
+    maps); one Adam for both generators and one for both discriminators — CycleGAN's layout,
+    shared by the methods that use its networks and training details. By default the networks are
+    CycleGAN's ResNet generator and 70x70 PatchGAN; a subclass may build others."""
+
+    def __init__(self, config: Config, device: torch.device):
+        super().__init__(config, device)
+        self.G, self.F = self.build_generator(), self.build_generator()
+        self.D_Y, self.D_X = self.build_discriminator(), self.build_discriminator()
+        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
+        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
+        self.optimizers = {
+            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
+            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
+        }
+        self.gan_loss = GANLoss(config.gan_mode)
+
+    def build_generator(self) -> nn.Module:
+        c = self.config
+        return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(self.device)
+
+    def build_discriminator(self) -> nn.Module:
+        c = self.config
+        return init_weights(PatchDiscriminator(3, c.ndf, c.n_layers_d), c.init_gain).to(self.device)
+
+    def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """½ (L(D(real), real) + L(D(fake), fake)); the fake is detached from its generator."""
+        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+
+    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)
+
+    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
+        return self.F(y)

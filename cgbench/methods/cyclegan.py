@@ -12,7 +12,6 @@ is off is neither computed nor optimised, and is recorded as 0.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +19,7 @@ from torch import nn
 
 from cgbench.config import Config
 from cgbench.errors import ConfigError
-from cgbench.methods.base import GANLoss, ImagePool, Method, set_requires_grad
-from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from cgbench.methods.base import ImagePool, TwoWayGAN, set_requires_grad
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def get_ablation(name: str) -> Ablation:
     return ABLATIONS[name]
 
 
-class CycleGAN(Method):
+class CycleGAN(TwoWayGAN):
     """CycleGAN (Zhu et al. 2017): two GAN losses plus forward and backward cycle consistency; ablations by --ablation."""
 
     name = "cyclegan"
@@ -62,24 +60,8 @@ class CycleGAN(Method):
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
         self.ablation = get_ablation(config.ablation)
-        c = config
-
-        def generator() -> nn.Module:
-            return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(device)
-
-        def discriminator() -> nn.Module:
-            return init_weights(PatchDiscriminator(3, c.ndf, c.n_layers_d), c.init_gain).to(device)
-
-        self.G, self.F = generator(), generator()
-        self.D_Y, self.D_X = discriminator(), discriminator()
-        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
-        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
-            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
-        }
-        self.pools = {"fake_x": ImagePool(c.pool_size, c.seed), "fake_y": ImagePool(c.pool_size, c.seed + 1)}
-        self.gan_loss = GANLoss(c.gan_mode)
+        self.pools = {"fake_x": ImagePool(config.pool_size, config.seed),
+                      "fake_y": ImagePool(config.pool_size, config.seed + 1)}
         self.l1 = nn.L1Loss()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -114,8 +96,8 @@ class CycleGAN(Method):
         # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
         if on.gan:
             set_requires_grad([D_X, D_Y], True)
-            loss["D_Y"] = self._discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
-            loss["D_X"] = self._discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
+            loss["D_Y"] = self.discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
+            loss["D_X"] = self.discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
 
             # Discriminator step.
             self.optimizers["D"].zero_grad(set_to_none=True)
@@ -124,15 +106,6 @@ class CycleGAN(Method):
         else:
             loss["D_Y"] = loss["D_X"] = zero
         return {k: v.detach() for k, v in loss.items()}
-
-    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
-
-    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G(x)
-
-    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
-        return self.F(y)
 
     def samples(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         fake_y, fake_x = self.G(x), self.F(y)

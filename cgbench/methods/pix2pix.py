@@ -21,18 +21,16 @@ Choices, following the pix2pix paper and its public code:
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
 from cgbench.config import Config
-from cgbench.methods.base import GANLoss, Method, set_requires_grad
+from cgbench.methods.base import GANLoss, TwoWayGAN, set_requires_grad
 from cgbench.models.networks import PatchDiscriminator, init_weights
 from cgbench.models.unet import UnetGenerator
 
 
-class Pix2Pix(Method):
+class Pix2Pix(TwoWayGAN):
     """pix2pix: paired conditional GAN + λ_L1·L1, both directions (the supervised upper bound)."""
 
     name = "pix2pix"
@@ -41,24 +39,16 @@ class Pix2Pix(Method):
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
-        c = config
-
-        def generator() -> nn.Module:
-            return init_weights(UnetGenerator(3, 3, c.image_size, c.ngf), c.init_gain).to(device)
-
-        def discriminator() -> nn.Module:  # conditional: sees (input, output) as 6 channels
-            return init_weights(PatchDiscriminator(6, c.ndf, c.n_layers_d), c.init_gain).to(device)
-
-        self.G, self.F = generator(), generator()
-        self.D_Y, self.D_X = discriminator(), discriminator()
-        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
-        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
-            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
-        }
-        self.gan_loss = GANLoss("vanilla")
+        self.gan_loss = GANLoss("vanilla")  # pix2pix's objective, whatever gan_mode says
         self.l1 = nn.L1Loss()
+
+    def build_generator(self) -> nn.Module:
+        c = self.config
+        return init_weights(UnetGenerator(3, 3, c.image_size, c.ngf), c.init_gain).to(self.device)
+
+    def build_discriminator(self) -> nn.Module:  # conditional: sees (input, output) as 6 channels
+        c = self.config
+        return init_weights(PatchDiscriminator(6, c.ndf, c.n_layers_d), c.init_gain).to(self.device)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
@@ -84,23 +74,14 @@ class Pix2Pix(Method):
 
         # Discriminator losses: the real pair vs. the pair with the generated output.
         set_requires_grad([D_X, D_Y], True)
-        loss["D_Y"] = self._discriminator_loss(D_Y, pair(x, y), pair(x, fake_y))
-        loss["D_X"] = self._discriminator_loss(D_X, pair(y, x), pair(y, fake_x))
+        loss["D_Y"] = self.discriminator_loss(D_Y, pair(x, y), pair(x, fake_y))
+        loss["D_X"] = self.discriminator_loss(D_X, pair(y, x), pair(y, fake_x))
 
         # Discriminator step.
         self.optimizers["D"].zero_grad(set_to_none=True)
         (loss["D_Y"] + loss["D_X"]).backward()
         self.optimizers["D"].step()
         return {k: v.detach() for k, v in loss.items()}
-
-    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
-
-    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G(x)
-
-    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
-        return self.F(y)
 
     def probe(self, image: torch.Tensor) -> None:
         for name, out in (("G", self.G(image)), ("F", self.F(image)),

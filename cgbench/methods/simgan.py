@@ -17,41 +17,21 @@ translation is a hook, which ``feature-gan`` replaces with a distance between VG
 
 from __future__ import annotations
 
-import itertools
-
 import torch
-from torch import nn
 
 from cgbench.config import Config
-from cgbench.methods.base import GANLoss, ImagePool, Method, set_requires_grad
-from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from cgbench.methods.base import ImagePool, TwoWayGAN, set_requires_grad
 
 
-class SelfRegularised(Method):
+class SelfRegularised(TwoWayGAN):
     """GAN + λ_self·distance(input, translation) for both mappings, on CycleGAN's networks."""
 
     terms = ("G_gan", "F_gan", "self_G", "self_F", "D_Y", "D_X")
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
-        c = config
-
-        def generator() -> nn.Module:
-            return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(device)
-
-        def discriminator() -> nn.Module:
-            return init_weights(PatchDiscriminator(3, c.ndf, c.n_layers_d), c.init_gain).to(device)
-
-        self.G, self.F = generator(), generator()
-        self.D_Y, self.D_X = discriminator(), discriminator()
-        self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
-        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
-            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
-        }
-        self.pools = {"fake_x": ImagePool(c.pool_size, c.seed), "fake_y": ImagePool(c.pool_size, c.seed + 1)}
-        self.gan_loss = GANLoss(c.gan_mode)
+        self.pools = {"fake_x": ImagePool(config.pool_size, config.seed),
+                      "fake_y": ImagePool(config.pool_size, config.seed + 1)}
 
     def self_distance(self, source: torch.Tensor, translated: torch.Tensor) -> torch.Tensor:
         """‖source − translated‖₁ (mean over pixels)."""
@@ -81,23 +61,14 @@ class SelfRegularised(Method):
 
         # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
         set_requires_grad([D_X, D_Y], True)
-        loss["D_Y"] = self._discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
-        loss["D_X"] = self._discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
+        loss["D_Y"] = self.discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
+        loss["D_X"] = self.discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
 
         # Discriminator step.
         self.optimizers["D"].zero_grad(set_to_none=True)
         (loss["D_Y"] + loss["D_X"]).backward()
         self.optimizers["D"].step()
         return {k: v.detach() for k, v in loss.items()}
-
-    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
-
-    def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G(x)
-
-    def photo_to_labels(self, y: torch.Tensor) -> torch.Tensor:
-        return self.F(y)
 
 
 class SimGAN(SelfRegularised):
