@@ -60,7 +60,7 @@ class Config:
     decay_fraction: float = 0.5  # lr constant, then linear decay to 0 over this last fraction
     # --- bookkeeping -----------------------------------------------------------------
     log_every: int = 1  # record the loss terms every k iterations
-    sample_every: int = 0  # image grids every k iterations (0: only at the end)
+    sample_every: int = 5000  # image grids every k iterations (0: only at the end)
     checkpoint_every: int = 500  # iterations between checkpoints (and the final one)
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -88,13 +88,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
     "cpu": dict(
         image_size=64, load_size=72, ngf=16, ndf=16, n_blocks=4, batch_size=1,
-        iters=1500, checkpoint_every=500, log_every=5, cogan_search_steps=100,
+        iters=1500, checkpoint_every=500, log_every=5, sample_every=500, cogan_search_steps=100,
         fcn_arch="fcn8s", fcn_width=16, fcn_epochs=8.0, fcn_batch_size=8, fcn_lr=2e-3,
     ),
     # Seconds: for tests and smoke checks only.
     "tiny": dict(
         image_size=32, load_size=36, ngf=4, ndf=4, n_blocks=1, batch_size=1,
-        iters=4, checkpoint_every=2, pool_size=4, latent_dim=16, cogan_search_steps=3,
+        iters=4, checkpoint_every=2, sample_every=0, pool_size=4, latent_dim=16, cogan_search_steps=3,
         fcn_width=4, fcn_epochs=1.0, fcn_batch_size=4,
         threads=1,  # tensors this small run fastest, and steadiest under load, on one thread
     ),

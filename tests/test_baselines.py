@@ -87,6 +87,29 @@ def test_baseline_trains_records_its_terms_and_is_scored_by_fcn_and_seg(name, sy
             assert 0.0 <= metrics[f"eval/{direction}/{key}"] <= 1.0, (direction, key)
 
 
+def test_trained_baselines_fill_tables_2_and_3_in_the_papers_order(synth_dir, store):
+    """Every method, trained and scored, is a row of both tables (reusing the runs above when present)."""
+    from cgbench.report import build_report
+
+    client = MlflowClient(store.uri)
+    experiment = client.get_experiment_by_name("baselines")
+    done = {r.data.tags["cgbench.row"] for r in client.search_runs([experiment.experiment_id])} if experiment else set()
+    for name in ("cyclegan", *BASELINES):
+        if name not in done:
+            run = train(resolve("tiny", data=str(synth_dir), method=name, iters=2), tracking_uri=store.uri,
+                        experiment="baselines", preset="tiny", **QUIET)
+            evaluate(run.run_id, ["fcn", "seg"], tracking_uri=store.uri, **QUIET)
+    report = build_report(tracking_uri=store.uri, experiment="baselines", tables=(2, 3), out_dir=None,
+                          log_to_mlflow=False, figures=False)
+    for table in report.tables:
+        assert [r.name for r in table.rows] == [
+            "CoGAN", "BiGAN/ALI", "SimGAN", "Feature loss + GAN", "CycleGAN", "pix2pix"]
+        assert all(r.n == 1 for r in table.rows), [(r.name, r.n) for r in table.rows]
+        feature = next(r for r in table.rows if r.key == "feature-gan")
+        assert feature.random_features  # footnoted: VGG-16 from random weights
+    assert "Feature loss + GAN" in report.markdown and "random" in report.markdown
+
+
 @pytest.mark.parametrize("name", ["pix2pix", "bigan", "cogan"])
 def test_interrupted_baseline_resumes_to_the_uninterrupted_run(name, synth_dir, tracking_uri, monkeypatch):
     """Paired batches, pair pools and CoGAN's latent draws all come back exactly after a resume."""
