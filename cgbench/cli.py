@@ -241,9 +241,6 @@ def bench(data_dir, dataset, presets, ablation, iters, sets, tracking_uri):
             click.echo(f"{preset} / {rows[0][0]}: {r.sec_per_iter / base:.2f}x")
 
 
-# --- cgbench eval ------------------------------------------------------------------------
-
-
 # --- cgbench sweep / quickstart --------------------------------------------------------------
 
 
@@ -301,6 +298,9 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 
     run_quickstart(out=out, jobs=jobs, data=data_dir or dataset, preset=preset, tracking_uri=tracking_uri,
                    progress=progress, echo=click.echo)
+
+
+# --- cgbench eval ------------------------------------------------------------------------
 
 
 @main.command("eval")

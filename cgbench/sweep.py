@@ -387,6 +387,10 @@ def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset
     echo(f"FCN evaluator: none for this dataset at {config.image_size} px yet; training one.")
     result = train_fcn(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset, progress=progress,
                        echo=echo)
+    m = result.ground_truth.metrics
+    echo(f"FCN evaluator: run {result.run_id} trained in {_fmt_seconds(result.seconds)}; on real val photos "
+         f"(the ceiling): per-pixel {m['per_pixel_acc']:.3f}, per-class {m['per_class_acc']:.3f}, "
+         f"IoU {m['class_iou']:.3f}.")
     return result.run_id
 
 
