@@ -318,7 +318,8 @@ def run_sweep(
             if key not in estimates:
                 estimates[key] = estimate_seconds(child.config)
             total += estimates[key]
-            echo(f"  {child.label:28s} {child.config.method}/{child.config.ablation}: ~{_fmt_seconds(estimates[key])} training")
+            what = child.config.method + (f" ({child.config.ablation})" if child.config.method == "cyclegan" else "")
+            echo(f"  {child.label:28s} {what}: ~{_fmt_seconds(estimates[key])} training")
         echo(f"{len(runnable)} runs, about {_fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
              "from timing 3 iterations here), plus evaluation and the FCN evaluator if not trained yet. Nothing was run.")
         return SweepResult(None, experiment, children, None, 0.0)
