@@ -47,7 +47,7 @@ def _steps_and_values(client: MlflowClient, run_id: str) -> dict[str, list[tuple
     return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in LOSS_KEYS}
 
 
-TRAIN_ARGS = ["--preset", "tiny", "--iters", "40", "--set", "checkpoint_every=5", "--experiment", "t",
+TRAIN_ARGS = ["--preset", "tiny", "--iters", "120", "--set", "checkpoint_every=5", "--experiment", "t",
               "--no-progress"]
 
 
@@ -66,10 +66,10 @@ def test_resume_after_sigkill_records_every_iteration_once(synth_dir, tracking_u
     assert client.get_run(run_id).info.status == "FINISHED"
     resumed = _steps_and_values(client, run_id)
     for key, history in resumed.items():
-        assert [s for s, _ in history] == list(range(1, 41)), key
+        assert [s for s, _ in history] == list(range(1, 121)), key
 
     # The resumed run is the run that was never interrupted: same seed, same numbers.
-    config = resolve("tiny", data=str(synth_dir), iters=40, sets={"checkpoint_every": 5})
+    config = resolve("tiny", data=str(synth_dir), iters=120, sets={"checkpoint_every": 5})
     reference = train(config, tracking_uri=tracking_uri, experiment="t", progress=False, echo=lambda *_: None)
     assert _steps_and_values(client, reference.run_id) == resumed
 
@@ -86,7 +86,7 @@ def test_ctrl_c_checkpoints_marks_killed_and_resumes(synth_dir, tracking_uri, tm
     assert client.get_run(run_id).info.status == "KILLED"
     done = run_cli("run", "--resume", run_id, "--tracking-uri", tracking_uri, "--no-progress")
     assert done.returncode == 0, done.stderr
-    assert [m.step for m in client.get_metric_history(run_id, "loss/D_Y")] == list(range(1, 41))
+    assert [m.step for m in client.get_metric_history(run_id, "loss/D_Y")] == list(range(1, 121))
 
 
 def test_non_finite_loss_fails_the_run_naming_step_and_term(synth_dir, tracking_uri):
