@@ -38,13 +38,12 @@ import torch.nn.functional as F
 from cgbench.data.labels import CLASS_NAMES, colorize
 from cgbench.data.sampler import to_uint8, to_unit_range
 from cgbench.errors import CgbenchError, DataError
-from cgbench.tracking import TAG_PREFIX, RunTracker, client_for, get_run, load_run_checkpoint, read_run_json
+from cgbench.tracking import TAG_PREFIX, RunTracker, client_for, get_run, load_run_checkpoint, recorded_config
 from evaluators.base import (
     Batch, EvalContext, Evaluator, Result, Segmenter, discover, per_class_rows,
 )
 
 DEFAULT_METRICS = ("fcn", "seg")
-CONFIG_ARTIFACT = "config.json"
 GROUND_TRUTH_PREFIX = "eval/ground_truth"
 
 Translator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -219,20 +218,6 @@ def confusion_figure(confusion: torch.Tensor, title: str):
     return fig
 
 
-def sample_grid(samples: dict[str, torch.Tensor]) -> np.ndarray | None:
-    """Rows of named sample images (one row per name) as one HxWx3 uint8 image."""
-    from torchvision.utils import make_grid
-
-    if not samples:
-        return None
-    rows = list(samples.values())
-    n = min(len(r) for r in rows)
-    if n == 0:
-        return None
-    images = torch.cat([r[:n] for r in rows])
-    return make_grid(images, nrow=n, padding=2, pad_value=255).permute(1, 2, 0).numpy()
-
-
 def per_class_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=["train_id", "class", "gt_pixels", "evaluated", "acc", "iou"])
@@ -272,22 +257,11 @@ def write_result(
         tracker.log_figure(confusion_figure(result.confusion, title), f"{prefix}/confusion.png")
     record.update(result.details)
     tracker.log_json(record, f"{prefix}/scores.json")
-    grid = sample_grid(result.samples)
-    if grid is not None:
-        tracker.log_image(grid, f"{prefix}/samples.png")
+    if result.samples:
+        tracker.log_image_rows(list(result.samples.values()), f"{prefix}/samples.png")
 
 
 # --- evaluating a run -----------------------------------------------------------------------
-
-
-def recorded_config(client, run_id: str):
-    from cgbench.config import Config, apply_overrides
-
-    recorded = read_run_json(client, run_id, CONFIG_ARTIFACT)
-    if recorded is None:
-        raise CgbenchError(f"run {run_id} has no recorded {CONFIG_ARTIFACT}, so it was not made by `cgbench run` "
-                           "and cannot be evaluated")
-    return apply_overrides(Config(), recorded, source=f"run {run_id}")
 
 
 def run_data_root(run, data_value: str, override: str | None = None, image_size: int = 128) -> Path:
@@ -345,7 +319,7 @@ def evaluate(
     tags = run.data.tags
     if tags.get(TAG_PREFIX + "method") == fcn_lib.FCN_METHOD:
         raise CgbenchError(f"run {run_id} is an FCN (evaluator) run; give the id of a run made by `cgbench run`")
-    config = recorded_config(client, run_id)
+    config = recorded_config(client, run_id, "evaluated")
     dev = resolve_device(device)
     state = load_run_checkpoint(client, run_id, map_location=dev)
     if state is None:

@@ -33,7 +33,7 @@ from cgbench.config import Config
 from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES
 from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.models.segmenter import SEGMENTER_ARCHS, build_segmenter
-from cgbench.tracking import TAG_PREFIX, RunTracker, get_run, load_run_checkpoint, search_runs
+from cgbench.tracking import CONFIG_ARTIFACT, TAG_PREFIX, RunTracker, get_run, load_run_checkpoint, search_runs
 from evaluators.base import EvalContext, Result, Segmenter
 from evaluators.fcn import FCNScore, segmenter_input
 
@@ -287,7 +287,7 @@ def train_fcn(
     tracker.log_params({**{k: getattr(config, k) for k in fcn_keys}, "total_iterations": total,
                         "train_images": n, "val_images": len(val_split.labels),
                         "label_resolution": "x".join(map(str, train_split.labels.shape[-2:][::-1]))})
-    tracker.log_json(config.to_dict(), "config.json")
+    tracker.log_json(config.to_dict(), CONFIG_ARTIFACT)
     tracker.log_environment()
     root_uri = str(ref.root.resolve())
     tracker.log_dataset(ref.name, root_uri, train_split.digest, context="training")

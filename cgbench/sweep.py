@@ -248,8 +248,9 @@ def _existing_children(client, parent_run_id: str) -> dict[tuple[str, int], Any]
     return found
 
 
-def _classify(child: Child, run, evaluators: tuple[str, ...]) -> None:
-    """What is left to do for a child, given its existing run (if any)."""
+def _classify(child: Child, run, eval_prefixes: list[str]) -> None:
+    """What is left to do for a child, given its existing run (if any) and the metric prefixes
+    its evaluators write."""
     if child.config is None:
         child.status = "unavailable"
         return
@@ -259,11 +260,7 @@ def _classify(child: Child, run, evaluators: tuple[str, ...]) -> None:
     child.run_id = run.info.run_id
     status = run.info.status
     if status == "FINISHED":
-        from evaluators.base import discover
-
-        installed = discover()
-        wanted = [installed[name].key_prefix() for name in evaluators if name in installed]
-        done = all(any(k.startswith(prefix + "/") for k in run.data.metrics) for prefix in wanted)
+        done = all(any(k.startswith(prefix + "/") for k in run.data.metrics) for prefix in eval_prefixes)
         child.status = "finished" if done else "evaluate"
     elif status == "FAILED":
         child.status = "failed"
@@ -348,8 +345,9 @@ def run_sweep(
         echo(f"Sweep {spec.name!r}: parent run {parent.run_id} in experiment {experiment!r}.")
 
     found = _existing_children(client, parent.run_id)
+    prefixes = [installed[name].key_prefix() for name in spec.evaluators]
     for child in children:
-        _classify(child, found.get((child.row.key, child.seed)), spec.evaluators)
+        _classify(child, found.get((child.row.key, child.seed)), prefixes)
 
     fcn_run_id = None
     if any("fcn" in installed[e].needs for e in spec.evaluators) and runnable:

@@ -37,6 +37,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from cgbench.errors import CgbenchError
 
 TAG_PREFIX = "cgbench."
+CONFIG_ARTIFACT = "config.json"  # every run's full resolved config
 CHECKPOINT_DIR = "checkpoints"
 KEPT_CHECKPOINTS = 2
 PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "cityscapesScripts", "cgbench")
@@ -241,6 +242,17 @@ class RunTracker:
         """Log a PIL image (or HxWx3 uint8 array) as the PNG artifact ``name``."""
         self.client.log_image(self.run_id, image, artifact_file=name)
 
+    def log_image_rows(self, rows: list[torch.Tensor], name: str) -> None:
+        """Log batches of uint8 (N, 3, H, W) images as the rows of one PNG grid (white gaps);
+        rows are cut to the shortest batch, and nothing is logged when that is empty."""
+        from torchvision.utils import make_grid
+
+        n = min((len(r) for r in rows), default=0)
+        if n == 0:
+            return
+        grid = make_grid(torch.cat([r[:n].cpu() for r in rows]), nrow=n, padding=2, pad_value=255)
+        self.log_image(grid.permute(1, 2, 0).numpy(), name)
+
     def delete_artifacts(self, artifact_path: str) -> None:
         """Remove a folder of artifacts (used when a result is re-computed, to replace it)."""
         local = self.artifact_dir
@@ -305,6 +317,18 @@ def read_run_json(client: MlflowClient, run_id: str, name: str) -> Any:
             return None
         with open(path) as f:
             return json.load(f)
+
+
+def recorded_config(client: MlflowClient, run_id: str, purpose: str):
+    """The full resolved config a run recorded; ``purpose`` ("resumed", "evaluated") names what
+    cannot be done without it."""
+    from cgbench.config import Config, apply_overrides
+
+    recorded = read_run_json(client, run_id, CONFIG_ARTIFACT)
+    if recorded is None:
+        raise CgbenchError(f"run {run_id} has no recorded {CONFIG_ARTIFACT}, so it was not made by `cgbench run` "
+                           f"and cannot be {purpose}")
+    return apply_overrides(Config(), recorded, source=f"run {run_id}")
 
 
 def _artifact_root(tracking_uri: str) -> str | None:

@@ -15,21 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
-from cgbench.config import Config, apply_overrides, validate
+from cgbench.config import Config, validate
 from cgbench.data import datasets
 from cgbench.data.labels import colorize
 from cgbench.data.layouts import Split, load_split
 from cgbench.data.sampler import PairedSampler, UnpairedSampler, to_uint8, to_unit_range
-from cgbench.errors import CgbenchError, ConfigError, DataError
+from cgbench.errors import ConfigError, DataError
 from cgbench.methods import get_method
 from cgbench.methods.base import Method
-from cgbench.tracking import TAG_PREFIX, RunTracker
-
-CONFIG_ARTIFACT = "config.json"
-
+from cgbench.tracking import CONFIG_ARTIFACT, TAG_PREFIX, RunTracker, recorded_config
 
 class NonFiniteLoss(Exception):
     """A loss term became NaN or infinite; the run is marked FAILED."""
@@ -56,8 +52,8 @@ class TrainResult:
     status: str
     sec_per_iter: float  # median over logged windows
     data_fraction: float  # share of loop time spent producing batches
-    log_fraction: float  # share of loop time spent recording metrics and checkpoints
-    checkpoint_seconds: float
+    log_fraction: float  # share of loop time spent recording metrics (buffering and flushes)
+    checkpoint_seconds: float  # writing checkpoints and sample grids (including the flush before each)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,23 +136,13 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _sample_grid(method: Method, x: torch.Tensor, y: torch.Tensor):
+def _sample_rows(method: Method, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """The method's sample rows (e.g. x, G(x), F(G(x)), y, F(y), G(F(y))) as uint8 batches."""
     method.train(False)
     with torch.no_grad():
         rows = method.samples(x, y)
     method.train(True)
-    return image_grid([to_uint8(v).cpu() for v in rows.values()]), list(rows)
-
-
-def image_grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
-    """Batches of uint8 (N, 3, H, W) images as the rows of one (H', W', 3) grid, white between."""
-    n, _, h, w = rows[0].shape
-    grid = torch.full((3, len(rows) * (h + pad) + pad, n * (w + pad) + pad), 255, dtype=torch.uint8)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            top, left = pad + r * (h + pad), pad + c * (w + pad)
-            grid[:, top : top + h, left : left + w] = image
-    return grid.permute(1, 2, 0).numpy()
+    return [to_uint8(v) for v in rows.values()]
 
 
 def row_key(config: Config) -> str:
@@ -196,7 +182,7 @@ def train(
     use it to show the progress of the whole plan)."""
     if resume_run_id:
         tracker = RunTracker.reopen(tracking_uri, resume_run_id)
-        config = _recorded_config(tracker)
+        config = recorded_config(tracker.client, resume_run_id, "resumed")
     validate(config)
     get_method(config.method)  # unknown method: fail before touching data
     device = resolve_device(config.device)
@@ -270,8 +256,7 @@ def train(
         )
 
     def log_samples(iteration: int) -> None:
-        grid, rows = _sample_grid(method, sample_x, sample_y)
-        tracker.log_image(grid, f"samples/iter_{iteration:08d}.png")
+        tracker.log_image_rows(_sample_rows(method, sample_x, sample_y), f"samples/iter_{iteration:08d}.png")
 
     from tqdm.auto import tqdm
 
@@ -354,20 +339,3 @@ def _center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def _default_run_name(config: Config) -> str:
     return f"{row_key(config)}-seed{config.seed}"
-
-
-def _recorded_config(tracker: RunTracker) -> Config:
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmpdir:
-        try:
-            path = tracker.client.download_artifacts(tracker.run_id, CONFIG_ARTIFACT, tmpdir)
-        except Exception:
-            raise CgbenchError(
-                f"run {tracker.run_id} has no recorded {CONFIG_ARTIFACT}, so it was not made by `cgbench run` "
-                "and cannot be resumed"
-            ) from None
-        with open(path) as f:
-            recorded = json.load(f)
-    return apply_overrides(Config(), recorded, source=f"run {tracker.run_id}")
