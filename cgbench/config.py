@@ -64,6 +64,13 @@ class Config:
     checkpoint_every: int = 500  # iterations between checkpoints (and the final one)
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # torch CPU threads (0: torch's default)
+    # --- speed: how a step is computed, never what (see cgbench.speed) -----------------
+    parallel_halves: str = "auto"  # auto|on|off: the x- and y-halves of CycleGAN's step concurrently (CPU)
+    channels_last: str = "auto"  # auto|on|off: NHWC networks
+    amp: str = "auto"  # auto|bf16|off: bf16 autocast of the forward passes
+    fused_adam: str = "auto"  # auto|on|off: torch's fused Adam
+    compile_mode: str = "off"  # off|default|reduce-overhead|max-autotune[-no-cudagraphs]: torch.compile
+    cudnn_benchmark: bool = True  # cudnn autotuning (CUDA only)
     # --- the evaluator network behind the FCN score (``cgbench fcn train``) -------------
     fcn_arch: str = "fcn8s"  # "fcn8s" (FCN-8s sized for the data) or "fcn_resnet50" (torchvision)
     fcn_width: int = 64  # base channel width of fcn8s (unused by fcn_resnet50)
@@ -237,3 +244,6 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be >= 0, got {getattr(config, key)}")
     if config.latent_dim < 1 or config.cogan_search_steps < 0:
         raise ConfigError("latent_dim must be >= 1 and cogan_search_steps >= 0")
+    from cgbench.speed import validate_speed
+
+    validate_speed(config)

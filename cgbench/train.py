@@ -193,6 +193,7 @@ def train(
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, device)
     check_network_input(method, config)
+    method.accelerate()
     sampler = (PairedSampler if method.paired else UnpairedSampler)(
         data.labels_rgb, data.photos, config.image_size, config.batch_size, config.seed, config.flip, config.disjoint
     )
@@ -227,7 +228,8 @@ def train(
         tracker = RunTracker.create(
             tracking_uri, experiment, run_name or _default_run_name(config),
             {**run_tags(config, data.ref, data.split, preset),
-             **{TAG_PREFIX + k: v for k, v in method.extra_tags().items()}, **(tags or {})},
+             **{TAG_PREFIX + k: v for k, v in {**method.extra_tags(), **method.speed.tags()}.items()},
+             **(tags or {})},
             parent_run_id=parent_run_id,
         )
         tracker.log_params({**config.to_dict(), "total_iterations": total, "train_images": len(data.photos)})

@@ -8,6 +8,7 @@ need nothing else from it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Any, ClassVar, Iterable
 
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from cgbench.config import Config
+from cgbench.errors import ConfigError
+from cgbench.speed import Halves, resolve_speed
 from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
 
 
@@ -83,13 +86,60 @@ class Method:
     terms: ClassVar[tuple[str, ...]]
     #: True: the trainer feeds (label map, photo) of the same scene, same crop and flip (pix2pix).
     paired: ClassVar[bool] = False
+    #: False: its step uses views into its networks that DistributedDataParallel cannot wrap.
+    supports_ddp: ClassVar[bool] = True
 
     def __init__(self, config: Config, device: torch.device):
         self.config = config
         self.device = device
+        self.speed = resolve_speed(config, device)
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
+        self.halves = Halves(self.speed.parallel_halves, self.autocast)
+
+    def adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """The paper's optimiser, Adam(lr, β1, β2), fused when the speed settings say so."""
+        c = self.config
+        return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), fused=self.speed.fused_adam or None)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for forward passes when ``amp`` resolved to bf16, else nothing."""
+        if self.speed.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def accelerate(self) -> None:
+        """Apply the speed settings to the built networks: memory format, then
+        DistributedDataParallel when a process group is up, then torch.compile.
+
+        ``self.networks`` keeps the plain modules (checkpoints hold their state dicts); the
+        attributes the step calls (``self.G``, ``self.D_X``, ...) are pointed at the wrapped ones.
+        """
+        from cgbench.speed import distributed_world_size
+
+        if self.speed.channels_last:
+            for net in self.networks.values():
+                net.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.speed.cudnn_benchmark
+        distributed = distributed_world_size() > 1
+        if distributed and not self.supports_ddp:
+            raise ConfigError(f"method {self.name!r} cannot train on several processes; use --nproc 1")
+        for name, net in self.networks.items():
+            if getattr(self, name, None) is not net:
+                if distributed:
+                    raise ConfigError(f"method {self.name!r} cannot train on several processes; use --nproc 1")
+                continue
+            wrapped = net
+            if distributed and any(p.requires_grad for p in net.parameters()):
+                from torch.nn.parallel import DistributedDataParallel
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                wrapped = DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+            if self.speed.compile_mode != "off":
+                wrapped = torch.compile(wrapped, mode=self.speed.compile_mode)
+            setattr(self, name, wrapped)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One iteration on labels ``x`` (domain X) and photos ``y`` (domain Y), both in [-1, 1]."""
@@ -156,10 +206,9 @@ class TwoWayGAN(Method):
         self.G, self.F = self.build_generator(), self.build_generator()
         self.D_Y, self.D_X = self.build_discriminator(), self.build_discriminator()
         self.networks = {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
-        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
         self.optimizers = {
-            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam),
-            "D": torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam),
+            "G": self.adam(itertools.chain(self.G.parameters(), self.F.parameters())),
+            "D": self.adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters())),
         }
         self.gan_loss = GANLoss(config.gan_mode)
 

@@ -42,10 +42,9 @@ class BiGAN(Method):
         self.G, self.E = generator(), generator()
         self.D = init_weights(PatchDiscriminator(6, c.ndf, c.n_layers_d), c.init_gain).to(device)
         self.networks = {"G": self.G, "E": self.E, "D": self.D}
-        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
         self.optimizers = {
-            "G": torch.optim.Adam(itertools.chain(self.G.parameters(), self.E.parameters()), **adam),
-            "D": torch.optim.Adam(self.D.parameters(), **adam),
+            "G": self.adam(itertools.chain(self.G.parameters(), self.E.parameters())),
+            "D": self.adam(self.D.parameters()),
         }
         self.pools = {"generated": ImagePool(c.pool_size, c.seed), "encoded": ImagePool(c.pool_size, c.seed + 1)}
         self.gan_loss = GANLoss(c.gan_mode)

@@ -41,6 +41,7 @@ class CoGAN(Method):
 
     name = "cogan"
     terms = ("gen_X", "gen_Y", "D_X", "D_Y")
+    supports_ddp = False  # its per-domain views share modules outside any DDP wrapper
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
@@ -51,10 +52,9 @@ class CoGAN(Method):
         # The per-domain networks as views: shared modules are the same objects in both.
         self.G_X, self.G_Y = self.G.domain("X"), self.G.domain("Y")
         self.D_X, self.D_Y = self.D.domain("X"), self.D.domain("Y")
-        adam = dict(lr=c.lr, betas=(c.beta1, c.beta2))
         self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), **adam),  # each shared tensor once
-            "D": torch.optim.Adam(self.D.parameters(), **adam),
+            "G": self.adam(self.G.parameters()),  # each shared tensor once
+            "D": self.adam(self.D.parameters()),
         }
         self.gan_loss = GANLoss("vanilla")
 

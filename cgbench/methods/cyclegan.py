@@ -69,43 +69,55 @@ class CycleGAN(TwoWayGAN):
         G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
         zero = x.new_zeros(())
 
-        # Forward: both translations.
-        fake_y, fake_x = G(x), F(y)
+        # Forward and generator losses, with the discriminators frozen. The objective splits into
+        # a half that starts from x and a half that starts from y; they share no activation, so
+        # the speed settings may run them concurrently (cgbench.speed). Summed, they are L above.
+        def from_x():
+            fake_y = G(x)
+            loss = {
+                "G_gan": self.gan_loss(D_Y(fake_y), True) if on.gan else zero,
+                "cycle_forward": self.l1(F(fake_y), x) if on.cycle_forward else zero,  # F(G(x)) ≈ x
+                "idt_F": self.l1(F(x), x) if on.identity else zero,
+            }
+            weighted = loss["G_gan"] + c.lambda_cycle * (loss["cycle_forward"] + c.lambda_identity * loss["idt_F"])
+            return weighted, (fake_y.detach(), loss)
 
-        # Generator losses, with the discriminators frozen.
+        def from_y():
+            fake_x = F(y)
+            loss = {
+                "F_gan": self.gan_loss(D_X(fake_x), True) if on.gan else zero,
+                "cycle_backward": self.l1(G(fake_x), y) if on.cycle_backward else zero,  # G(F(y)) ≈ y
+                "idt_G": self.l1(G(y), y) if on.identity else zero,
+            }
+            weighted = loss["F_gan"] + c.lambda_cycle * (loss["cycle_backward"] + c.lambda_identity * loss["idt_G"])
+            return weighted, (fake_x.detach(), loss)
+
         set_requires_grad([D_X, D_Y], False)
-        loss = {
-            "G_gan": self.gan_loss(D_Y(fake_y), True) if on.gan else zero,
-            "F_gan": self.gan_loss(D_X(fake_x), True) if on.gan else zero,
-            "cycle_forward": self.l1(F(fake_y), x) if on.cycle_forward else zero,
-            "cycle_backward": self.l1(G(fake_x), y) if on.cycle_backward else zero,
-            "idt_G": self.l1(G(y), y) if on.identity else zero,
-            "idt_F": self.l1(F(x), x) if on.identity else zero,
-        }
-        loss_G = (
-            loss["G_gan"] + loss["F_gan"]
-            + c.lambda_cycle * (loss["cycle_forward"] + loss["cycle_backward"])
-            + c.lambda_identity * c.lambda_cycle * (loss["idt_G"] + loss["idt_F"])
-        )
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        (fake_y, loss_x), (fake_x, loss_y) = self.halves.backward(from_x, from_y)
 
         # Generator step.
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        loss_G.backward()
         self.optimizers["G"].step()
+        loss = {**loss_x, **loss_y}
 
-        # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
+        # Discriminator losses: real vs. a fake drawn from the pool of past fakes; then the D step.
         if on.gan:
             set_requires_grad([D_X, D_Y], True)
-            loss["D_Y"] = self.discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
-            loss["D_X"] = self.discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
-
-            # Discriminator step.
             self.optimizers["D"].zero_grad(set_to_none=True)
-            (loss["D_Y"] + loss["D_X"]).backward()
+
+            def judge(D, real, fake):
+                def half():
+                    loss_D = self.discriminator_loss(D, real, fake)
+                    return loss_D, loss_D
+                return half
+
+            loss["D_Y"], loss["D_X"] = self.halves.backward(
+                judge(D_Y, y, self.pools["fake_y"].query(fake_y)), judge(D_X, x, self.pools["fake_x"].query(fake_x))
+            )
             self.optimizers["D"].step()
         else:
             loss["D_Y"] = loss["D_X"] = zero
-        return {k: v.detach() for k, v in loss.items()}
+        return {term: loss[term].detach() for term in self.terms}
 
     def samples(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         fake_y, fake_x = self.G(x), self.F(y)

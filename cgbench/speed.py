@@ -1,0 +1,164 @@
+"""How a training step runs fast: the speed settings, resolved per device, and the two-halves runner.
+
+The speed keys of :class:`~cgbench.config.Config` change how a step is computed, never what it
+computes (a test runs the fast and the plain step from one seed and compares their losses):
+
+``parallel_halves``
+    CycleGAN's objective splits into two halves that share no activation: everything that
+    starts from x (G(x), D_Y(G(x)), F(G(x)), F(x)) and everything that starts from y. Each
+    parameter's gradient is the sum of its two halves' gradients, so the halves may run their
+    forward and backward passes at the same time, on half the CPU threads each. On a CPU with
+    few cores that beats splitting every small convolution across all threads; on a GPU, and
+    under DistributedDataParallel (which needs one backward per step), the halves run one
+    after the other and share one backward.
+``channels_last``
+    NHWC memory format for the networks' weights and activations.
+``amp``
+    bf16 autocast around the forward passes (the losses are computed in fp32 by autocast's
+    own rules; bf16 needs no gradient scaler).
+``fused_adam``
+    torch's fused Adam kernel instead of the per-parameter loop.
+``compile_mode``
+    torch.compile of every network with that mode (``reduce-overhead`` brings CUDA graphs).
+``cudnn_benchmark``
+    cudnn's autotuner (CUDA only).
+
+``auto`` picks what measured fastest with ``cgbench bench`` on the device kind (see the
+README's speed section); the resolved values are recorded with every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable, TypeVar
+
+import torch
+
+from cgbench.errors import ConfigError
+
+SWITCH = ("auto", "on", "off")
+AMP_MODES = ("auto", "bf16", "off")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass(frozen=True)
+class Speed:
+    parallel_halves: bool = False
+    channels_last: bool = False
+    amp: str = "off"  # "bf16" or "off"
+    fused_adam: bool = False
+    compile_mode: str = "off"
+    cudnn_benchmark: bool = False
+
+    def tags(self) -> dict[str, str]:
+        return {f"speed.{k}": str(v).lower() for k, v in asdict(self).items()}
+
+    def describe(self) -> str:
+        on = [k if isinstance(v, bool) else f"{k}={v}" for k, v in asdict(self).items()
+              if v is True or (isinstance(v, str) and v != "off")]
+        return ", ".join(on) or "plain eager fp32"
+
+
+#: The settings that make a step "plain": eager fp32, NCHW, per-parameter Adam, one backward.
+PLAIN_SETTINGS = dict(parallel_halves="off", channels_last="off", amp="off", fused_adam="off",
+                      compile_mode="off", cudnn_benchmark=False)
+
+
+def validate_speed(config) -> None:
+    for key in ("parallel_halves", "channels_last", "fused_adam"):
+        if getattr(config, key) not in SWITCH:
+            raise ConfigError(f"{key} takes one of {', '.join(SWITCH)}, not {getattr(config, key)!r}")
+    if config.amp not in AMP_MODES:
+        raise ConfigError(f"amp takes one of {', '.join(AMP_MODES)}, not {config.amp!r}")
+    if config.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile_mode takes one of {', '.join(COMPILE_MODES)}, not {config.compile_mode!r}")
+
+
+def _switch(value: str, auto: bool) -> bool:
+    return auto if value == "auto" else value == "on"
+
+
+def distributed_world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def resolve_speed(config, device: torch.device) -> Speed:
+    """The settings a run on ``device`` uses: each ``auto`` by device kind, by measurement."""
+    cuda = device.type == "cuda"
+    single = distributed_world_size() == 1
+    amp = config.amp
+    if amp == "auto":
+        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
+    return Speed(
+        # CPU: concurrent halves were 1.4-1.7x faster at the cpu preset and 1.1x at paper.
+        parallel_halves=_switch(config.parallel_halves, not cuda and single and torch.get_num_threads() >= 2)
+        and not cuda and single,
+        # CPU: NHWC measured no faster (mkldnn); GPU: tensor cores want NHWC.
+        channels_last=_switch(config.channels_last, cuda),
+        amp=amp,
+        fused_adam=_switch(config.fused_adam, True),
+        compile_mode=config.compile_mode,
+        cudnn_benchmark=bool(config.cudnn_benchmark) and cuda,
+    )
+
+
+T = TypeVar("T")
+Half = Callable[[], "tuple[torch.Tensor, T]"]
+
+_worker: ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
+
+
+def _shared_worker() -> ThreadPoolExecutor:
+    """One background thread for the second half, shared by every method in the process."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(1, thread_name_prefix="cgbench-half")
+        return _worker
+
+
+class Halves:
+    """Runs the two halves of an objective and backpropagates them.
+
+    A half is a function returning ``(objective, payload)``: the scalar it contributes to the
+    loss, and whatever the step needs later (fakes, loss terms). :meth:`backward` returns the
+    two payloads after the gradients of both objectives are accumulated.
+    """
+
+    def __init__(self, concurrent: bool, autocast: Callable[[], contextlib.AbstractContextManager]):
+        self.concurrent = concurrent
+        self.autocast = autocast
+
+    def _forward(self, half: Half) -> tuple[torch.Tensor, T]:
+        with self.autocast():
+            return half()
+
+    def backward(self, first: Half, second: Half) -> tuple[T, T]:
+        if not self.concurrent:
+            (a, payload_a), (b, payload_b) = self._forward(first), self._forward(second)
+            (a + b).backward()
+            return payload_a, payload_b
+        threads = torch.get_num_threads()
+        each = max(1, threads // 2)
+
+        def run(half: Half) -> T:
+            torch.set_num_threads(each)
+            objective, payload = self._forward(half)
+            objective.backward()
+            return payload
+
+        torch.set_num_threads(each)
+        try:
+            pending = _shared_worker().submit(run, second)
+            try:
+                payload_a = run(first)
+            finally:
+                payload_b = pending.result()
+        finally:
+            torch.set_num_threads(threads)
+        return payload_a, payload_b
