@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -206,39 +207,54 @@ def data_synth(out, size, n_train, n_val, seed, workers):
 @data_options
 @click.option("--preset", "presets", type=click.Choice(PRESET_NAMES), multiple=True,
               help="Presets to time (repeatable). Default: cpu and paper.")
+@click.option("--method", default="cyclegan", show_default=True, help="Training method to time.")
 @click.option("--ablation", default="cyclegan", show_default=True)
-@click.option("--iters", type=int, default=30, show_default=True, help="Timed iterations per preset.")
+@click.option("--iters", type=int, default=20, show_default=True,
+              help="Timed steps per path (fast and plain, interleaved), after --warmup.")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed steps first (compilation, caches).")
+@click.option("--tracking-iters", type=int, default=None,
+              help="Iterations of the real training loop that measure tracking's share. Default: 2x --iters "
+                   "(0: skip).")
+@click.option("--eval/--no-eval", "with_eval", default=True, help="Also time evaluation (G + FCN, confusion).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key.")
-@click.option("--tracking-uri", default=None, help="Default: a throwaway sqlite store in a temp dir.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the full results as JSON (for tracking over time).")
+@click.option("--log-mlflow", is_flag=True, help="Also record the results as an MLflow run (cgbench.method=bench).")
+@click.option("--experiment", default="cgbench-bench", show_default=True, help="MLflow experiment for --log-mlflow.")
+@click.option("--tracking-uri", default=None,
+              help="MLflow store for --log-mlflow (default: MLFLOW_TRACKING_URI, else ./mlflow.db).")
 @handle_errors
-def bench(data_dir, dataset, presets, ablation, iters, sets, tracking_uri):
-    """Time training iterations per preset: seconds per iteration, data and logging shares."""
-    import tempfile
+def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_iters, with_eval, sets, json_path,
+          log_mlflow, experiment, tracking_uri):
+    """Time the training step (fast vs plain eager fp32), its parts, FLOPs, memory and evaluation."""
+    import json
 
-    from cgbench.train import train
+    from cgbench import bench as bench_lib
+    from cgbench.errors import ConfigError
+    from cgbench.methods import get_method
 
+    if iters < 1 or warmup < 0:
+        raise ConfigError("--iters must be >= 1 and --warmup >= 0")
+    get_method(method)
     presets = presets or ("cpu", "paper")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmpdir:
-        uri = tracking_uri or f"sqlite:///{tmpdir}/bench.db"
-        for preset in presets:
-            config = resolve_config(preset, None, sets, data_dir, dataset, ablation=ablation, iters=iters)
-            config = config.replace(checkpoint_every=max(iters, 1), sample_every=0)
-            result = train(config, tracking_uri=uri, experiment="cgbench-bench", preset=preset,
-                           progress=False, echo=lambda *_: None)
-            rows.append((preset, config, result))
-    click.echo(f"{'preset':8s} {'size':>5s} {'ngf':>4s} {'blocks':>6s} {'s/iter (median)':>16s} "
-               f"{'data %':>7s} {'logging %':>9s} {'device':>7s}")
-    for preset, config, r in rows:
-        from cgbench.train import resolve_device
-
-        click.echo(f"{preset:8s} {config.image_size:5d} {config.ngf:4d} {config.n_blocks:6d} "
-                   f"{r.sec_per_iter:16.4f} {100 * r.data_fraction:6.2f}% {100 * r.log_fraction:8.2f}% "
-                   f"{resolve_device(config.device).type:>7s}")
-    if len(rows) > 1:
-        base = rows[0][2].sec_per_iter
-        for preset, _, r in rows[1:]:
-            click.echo(f"{preset} / {rows[0][0]}: {r.sec_per_iter / base:.2f}x")
+    configs = [(p, resolve_config(p, None, sets, data_dir, dataset, method=method, ablation=ablation))
+               for p in presets]  # every config is checked before anything is timed
+    report = {"machine": bench_lib.machine(), "iters": iters, "warmup": warmup, "presets": {}}
+    click.echo(f"{report['machine']['processor']}, {report['machine']['cpu_threads']} threads, torch "
+               f"{report['machine']['torch']}" + (f", {report['machine']['cuda']}" if report["machine"]["cuda"] else ""))
+    for preset, config in configs:
+        result = bench_lib.bench_preset(config, preset, iters=iters, warmup=warmup,
+                                        tracking_iters=2 * iters if tracking_iters is None else tracking_iters,
+                                        with_eval=with_eval, echo=click.echo)
+        for line in bench_lib.format_result(result):
+            click.echo(line)
+        report["presets"][preset] = result.to_dict()
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+        click.echo(f"Wrote {json_path}")
+    if log_mlflow:
+        run_id = bench_lib.log_to_mlflow(report, tracking_uri, experiment)
+        click.echo(f"Recorded as MLflow run {run_id} in experiment {experiment!r}.")
 
 
 # --- cgbench sweep / quickstart --------------------------------------------------------------

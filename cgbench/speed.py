@@ -12,7 +12,10 @@ computes (a test runs the fast and the plain step from one seed and compares the
     under DistributedDataParallel (which needs one backward per step), the halves run one
     after the other and share one backward.
 ``channels_last``
-    NHWC memory format for the networks' weights and activations.
+    NHWC memory format for the networks' weights and activations. Used only where instance
+    norm's backward pass is right in NHWC: on CPU, torch 2.14.1 returns wrong input gradients
+    for an NHWC input with an NHWC upstream gradient (:func:`channels_last_is_exact` checks the
+    device at start-up; ``on`` where it fails is an error).
 ``amp``
     bf16 autocast around the forward passes (the losses are computed in fp32 by autocast's
     own rules; bf16 needs no gradient scaler).
@@ -81,6 +84,25 @@ def _switch(value: str, auto: bool) -> bool:
     return auto if value == "auto" else value == "on"
 
 
+_CHANNELS_LAST_EXACT: dict[str, bool] = {}
+
+
+def channels_last_is_exact(device: torch.device) -> bool:
+    """Whether instance norm's gradient in NHWC equals the NCHW one on ``device`` (a few ms, once)."""
+    key = str(device)
+    if key not in _CHANNELS_LAST_EXACT:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 8, 12, 12, generator=g).to(device)
+        upstream = torch.randn(1, 8, 12, 12, generator=g).to(device)
+        grads = []
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            xi = x.detach().contiguous(memory_format=fmt).requires_grad_()
+            torch.nn.functional.instance_norm(xi).backward(upstream.contiguous(memory_format=fmt))
+            grads.append(xi.grad.float().cpu())
+        _CHANNELS_LAST_EXACT[key] = torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4)
+    return _CHANNELS_LAST_EXACT[key]
+
+
 def distributed_world_size() -> int:
     dist = torch.distributed
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -97,13 +119,22 @@ def resolve_speed(config, device: torch.device) -> Speed:
         # CPU: concurrent halves were 1.4-1.7x faster at the cpu preset and 1.1x at paper.
         parallel_halves=_switch(config.parallel_halves, not cuda and single and torch.get_num_threads() >= 2)
         and not cuda and single,
-        # CPU: NHWC measured no faster (mkldnn); GPU: tensor cores want NHWC.
-        channels_last=_switch(config.channels_last, cuda),
+        channels_last=_channels_last(config.channels_last, device),
         amp=amp,
         fused_adam=_switch(config.fused_adam, True),
         compile_mode=config.compile_mode,
         cudnn_benchmark=bool(config.cudnn_benchmark) and cuda,
     )
+
+
+def _channels_last(value: str, device: torch.device) -> bool:
+    if value == "off":
+        return False
+    exact = channels_last_is_exact(device)
+    if value == "on" and not exact:
+        raise ConfigError(f"channels_last=on gives wrong instance-norm gradients on {device.type} with torch "
+                          f"{torch.__version__}; use channels_last=off (or auto)")
+    return exact and device.type == "cuda"  # CPU: NHWC is wrong there today; GPU: tensor cores want NHWC
 
 
 T = TypeVar("T")

@@ -1,0 +1,460 @@
+"""``cgbench bench``: where a training step's time goes, and how fast it is against two yardsticks.
+
+For each preset the command builds the method twice from one seed: the *fast* step (the speed
+settings the run would use, :mod:`cgbench.speed`) and the *plain* step (eager fp32, NCHW,
+per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
+
+* times both on the same batches, interleaved step by step (fast first on even steps, plain
+  first on odd ones), so a noisy machine slows both alike; it reports medians, the 10th-90th
+  percentile spread, and the ratio of the medians;
+* splits the fast step into data wait, forward + backward, optimiser and image pool
+  (optimiser hooks and a timed pool), and measures tracking with the real training loop
+  (:func:`cgbench.train.train` into a throwaway MLflow store);
+* counts the step's FLOPs (``torch.utils.flop_counter``) and measures the machine's matmul
+  throughput (the best median over a few square sizes), so the step's share of the compute floor
+  (FLOPs / throughput, over the step time) is visible;
+* reports peak memory (RSS; and CUDA memory on a GPU);
+* times evaluation through the real path (:func:`cgbench.evaluate.stream` with the ``fcn``
+  evaluator): images per second through G and the FCN (an untrained FCN of the preset's
+  architecture: same cost as a trained one), and the confusion-matrix update in megapixels/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from cgbench.config import Config
+from cgbench.speed import PLAIN_SETTINGS
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Spread:
+    """Median and 10th/90th percentiles of a list of seconds."""
+
+    median: float
+    p10: float
+    p90: float
+    n: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Spread:
+        if not seconds:
+            return cls(float("nan"), float("nan"), float("nan"), 0)
+        s = sorted(seconds)
+        pick = lambda q: s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]  # noqa: E731
+        return cls(statistics.median(s), pick(0.1), pick(0.9), len(s))
+
+
+class Stopwatch:
+    """Accumulates seconds per part within one step; ``lap()`` returns and resets them."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.parts: dict[str, float] = {}
+        self._open: dict[str, float] = {}
+
+    def start(self, part: str) -> None:
+        _sync(self.device)
+        self._open[part] = time.perf_counter()
+
+    def stop(self, part: str) -> None:
+        _sync(self.device)
+        self.parts[part] = self.parts.get(part, 0.0) + time.perf_counter() - self._open.pop(part)
+
+    @contextmanager
+    def measure(self, part: str) -> Iterator[None]:
+        self.start(part)
+        try:
+            yield
+        finally:
+            self.stop(part)
+
+    def lap(self) -> dict[str, float]:
+        parts, self.parts = self.parts, {}
+        return parts
+
+
+def instrument(method, watch: Stopwatch) -> Callable[[], None]:
+    """Time the optimiser steps (hooks) and the image pools (a timed ``query``) of ``method``;
+    returns the function that removes the instruments."""
+    handles = []
+    for optimizer in method.optimizers.values():
+        handles.append(optimizer.register_step_pre_hook(lambda *_: watch.start("optimizer")))
+        handles.append(optimizer.register_step_post_hook(lambda *_: watch.stop("optimizer")))
+    for pool in method.pools.values():
+        query = pool.query
+
+        def timed(images, query=query):
+            with watch.measure("image pool"):
+                return query(images)
+
+        pool.query = timed
+
+    def remove() -> None:
+        for handle in handles:
+            handle.remove()
+        for pool in method.pools.values():
+            pool.__dict__.pop("query", None)
+
+    return remove
+
+
+def matmul_throughput(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """FLOP/s of square matmuls: the best, over a few sizes, of the median of ``repeats`` runs."""
+    sizes = (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192)
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        out = torch.empty(n, n, device=device, dtype=dtype)
+        times = []
+        for i in range(repeats + 1):
+            _sync(device)
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            _sync(device)
+            if i:  # the first is warm-up
+                times.append(time.perf_counter() - start)
+        best = max(best, 2 * n**3 / statistics.median(times))
+    return best
+
+
+def step_flops(method, x: torch.Tensor, y: torch.Tensor) -> int:
+    """FLOPs of one training step (forward and backward matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        method.train_step(x, y)
+    return int(counter.get_total_flops())
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak RSS (Linux); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+# --- one preset -----------------------------------------------------------------------------
+
+
+@dataclass
+class PresetResult:
+    preset: str
+    config: dict[str, Any]
+    device: str
+    threads: int
+    speed: dict[str, Any]
+    fast: Spread
+    plain: Spread
+    ratio: float  # median plain / median fast
+    breakdown: dict[str, float]  # median seconds per fast step
+    tracking: dict[str, float]
+    flops: int
+    matmul_flops_per_s: float
+    floor_s: float
+    floor_share: float  # of the fast step
+    floor_share_plain: float
+    peak_rss_bytes: int
+    peak_rss_scope: str  # "preset" (reset before it) or "process" (where the peak cannot be reset)
+    cuda_peak_bytes: int | None
+    eval: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(config: Config, device: torch.device):
+    from cgbench.methods import get_method
+
+    torch.manual_seed(config.seed)
+    method = get_method(config.method)(config, device)
+    method.accelerate()
+    method.train(True)
+    return method
+
+
+def bench_preset(
+    config: Config,
+    preset: str,
+    iters: int = 20,
+    warmup: int = 3,
+    tracking_iters: int = 0,
+    with_eval: bool = True,
+    echo: Callable[[str], None] = print,
+) -> PresetResult:
+    from cgbench.train import resolve_device
+
+    device = resolve_device(config.device)
+    threads_before = torch.get_num_threads()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    try:
+        return _bench_preset(config, preset, device, iters, warmup, tracking_iters, with_eval, echo)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _bench_preset(config: Config, preset: str, device: torch.device, iters: int, warmup: int, tracking_iters: int,
+                  with_eval: bool, echo: Callable[[str], None]) -> PresetResult:
+    from cgbench.data.sampler import PairedSampler, UnpairedSampler
+    from cgbench.train import load_training_data
+
+    threads = torch.get_num_threads()
+    data = load_training_data(config, echo=echo)
+    rss_reset = reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    fast = _build(config, device)
+    plain = _build(config.replace(**PLAIN_SETTINGS), device)
+    sampler = (PairedSampler if fast.paired else UnpairedSampler)(
+        data.labels_rgb, data.photos, config.image_size, config.batch_size, config.seed, config.flip, config.disjoint
+    )
+    echo(f"[{preset}] {config.method}/{config.ablation} at {config.image_size} px, ngf {config.ngf}, "
+         f"{config.n_blocks} blocks, batch {config.batch_size}; {device.type}, {threads} threads; "
+         f"fast path: {fast.speed.describe()}")
+
+    for step in range(warmup):  # includes torch.compile's compilation, if on
+        x, y = sampler.batch(step, device)
+        fast.train_step(x, y)
+        plain.train_step(x, y)
+    _sync(device)
+
+    watch = Stopwatch(device)
+    remove = instrument(fast, watch)
+    fast_s, plain_s, laps = [], [], []
+
+    def timed(method, x, y) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        method.train_step(x, y)
+        _sync(device)
+        return time.perf_counter() - start
+
+    try:
+        for i in range(iters):
+            step = warmup + i
+            with watch.measure("data wait"):
+                x, y = sampler.batch(step, device)
+            if i % 2 == 0:
+                fast_s.append(timed(fast, x, y))
+                plain_s.append(timed(plain, x, y))
+            else:
+                plain_s.append(timed(plain, x, y))
+                fast_s.append(timed(fast, x, y))
+            lap = watch.lap()
+            lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
+            laps.append(lap)
+    finally:
+        remove()
+
+    parts = ("data wait", "forward + backward", "optimizer", "image pool")
+    breakdown = {p: statistics.median(lap.get(p, 0.0) for lap in laps) for p in parts} if laps else {}
+    x, y = sampler.batch(0, device)
+    flops = step_flops(plain, x, y)
+    dtype = torch.bfloat16 if fast.speed.amp == "bf16" else torch.float32
+    throughput = matmul_throughput(device, dtype)
+    fast_spread, plain_spread = Spread.of(fast_s), Spread.of(plain_s)
+    floor = flops / throughput
+    peak = peak_rss_bytes()
+    cuda_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    speed = dataclasses.asdict(fast.speed)
+    del fast, plain
+
+    tracking = measure_tracking(config, preset, tracking_iters) if tracking_iters > 0 else {}
+    if tracking:
+        breakdown["tracking"] = tracking["seconds_per_iter"]
+    result = PresetResult(
+        preset=preset, config=config.to_dict(), device=str(device), threads=threads,
+        speed=speed,
+        fast=fast_spread, plain=plain_spread, ratio=plain_spread.median / fast_spread.median,
+        breakdown=breakdown, tracking=tracking, flops=flops, matmul_flops_per_s=throughput, floor_s=floor,
+        floor_share=floor / fast_spread.median, floor_share_plain=floor / plain_spread.median,
+        peak_rss_bytes=peak, peak_rss_scope="preset" if rss_reset else "process", cuda_peak_bytes=cuda_peak,
+    )
+    if with_eval:
+        result.eval = bench_eval(config, device, data.ref.root)
+    return result
+
+
+def measure_tracking(config: Config, preset: str, iters: int) -> dict[str, float]:
+    """Tracking's share of the real training loop: ``iters`` iterations of :func:`cgbench.train.train`
+    into a throwaway sqlite store, with the preset's logging cadence and one checkpoint at the end."""
+    from cgbench.train import train
+
+    run_config = config.replace(iters=iters, checkpoint_every=max(iters, 1), sample_every=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(run_config, tracking_uri=f"sqlite:///{tmp}/bench.db", experiment="cgbench-bench",
+                       preset=preset, progress=False, echo=lambda *_: None)
+    checkpoint_share = result.checkpoint_seconds / (config.checkpoint_every * result.sec_per_iter)
+    return {
+        "iterations": iters,
+        "sec_per_iter": result.sec_per_iter,
+        "share": result.log_fraction,  # of the loop; the one flush is amortised over `iters` only: an upper bound
+        "seconds_per_iter": result.log_fraction * result.sec_per_iter,
+        "data_share": result.data_fraction,
+        "checkpoint_seconds": result.checkpoint_seconds,
+        "checkpoint_share": checkpoint_share,  # one checkpoint every `checkpoint_every` iterations
+    }
+
+
+def bench_eval(config: Config, device: torch.device, root: Path, max_images: int = 64, batch_size: int = 8,
+               ) -> dict[str, float]:
+    """Evaluation through the real streaming path: G then the FCN, and the confusion update."""
+    from cgbench.evaluate import load_val_split, stream
+    from cgbench.fcn import Segmenter
+    from cgbench.methods import get_method
+    from cgbench.models.segmenter import build_segmenter
+    from evaluators.base import EvalContext
+    from evaluators.confusion import ConfusionMatrix
+    from evaluators.fcn import FCNScore
+
+    split = load_val_split(root, config.image_size)
+    n = min(max_images, len(split.labels))
+    split = dataclasses.replace(split, labels=split.labels[:n], photos=split.photos[:n], names=split.names[:n])
+    torch.manual_seed(config.seed)
+    method = get_method(config.method)(config, device)
+    method.train(False)
+    model = build_segmenter(config.fcn_arch, width=config.fcn_width).to(device).eval()
+    segmenter = Segmenter(model, "untrained (bench)", image_size=config.image_size)
+    context = EvalContext(split, config.image_size, device, batch_size, 0, loaders={"fcn": lambda: segmenter})
+    translate = {"labels2photo": lambda x, _: method.labels_to_photo(x)}
+    stream([FCNScore(context)], context, translate, progress=False)  # warm-up
+    stats = stream([FCNScore(context)], context, translate, progress=False)
+
+    labels = split.labels.to(device)
+    pred = torch.randint(0, 19, labels.shape, device=device, dtype=torch.uint8)
+    matrix = ConfusionMatrix(19, device=device)
+    times = []
+    for i in range(6):
+        _sync(device)
+        start = time.perf_counter()
+        matrix.update(labels, pred)
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    return {
+        "images": n,
+        "batch_size": batch_size,
+        "images_per_s": stats.images_per_second,
+        "confusion_mpix_per_s": labels.numel() / statistics.median(times) / 1e6,
+        "label_resolution": f"{labels.shape[-1]}x{labels.shape[-2]}",
+    }
+
+
+# --- the whole command ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
+
+
+def format_result(r: PresetResult) -> list[str]:
+    """The human-readable lines of one preset."""
+    step_total = r.fast.median + r.breakdown.get("data wait", 0.0) + r.breakdown.get("tracking", 0.0)
+    share = lambda s: f"{100 * s / step_total:.1f}%"  # noqa: E731
+    parts = " | ".join(f"{k} {_ms(v)} ({share(v)})" for k, v in r.breakdown.items())
+    lines = [
+        f"  step, median of {r.fast.n} (p10-p90):  fast {_ms(r.fast.median)} ({_ms(r.fast.p10)}-{_ms(r.fast.p90)})"
+        f"   plain eager fp32 {_ms(r.plain.median)} ({_ms(r.plain.p10)}-{_ms(r.plain.p90)})"
+        f"   ratio {r.ratio:.2f}x",
+        f"  where the fast iteration goes:       {parts}",
+        f"  compute: {r.flops / 1e9:.2f} GFLOP/step; matmul {r.matmul_flops_per_s / 1e9:.0f} GFLOP/s; "
+        f"floor {_ms(r.floor_s)} = {100 * r.floor_share:.0f}% of the fast step "
+        f"({100 * r.floor_share_plain:.0f}% of the plain one)",
+    ]
+    if r.tracking:
+        t = r.tracking
+        lines.append(f"  tracking: metrics {100 * t['share']:.2f}% of the training loop ({t['iterations']} iterations "
+                     f"of cgbench run, log_every {r.config['log_every']}); a checkpoint takes "
+                     f"{_ms(t['checkpoint_seconds'])}, {100 * t['checkpoint_share']:.2f}% at checkpoint_every "
+                     f"{r.config['checkpoint_every']}")
+    memory = f"  memory: peak RSS {r.peak_rss_bytes / 2**20:.0f} MiB"
+    if r.cuda_peak_bytes is not None:
+        memory += f", CUDA peak {r.cuda_peak_bytes / 2**20:.0f} MiB"
+    lines.append(memory)
+    if r.eval:
+        e = r.eval
+        lines.append(f"  evaluation: {e['images_per_s']:.1f} images/s through G + FCN (batch {e['batch_size']}, "
+                     f"{e['images']} val images); confusion update {e['confusion_mpix_per_s']:.0f} Mpx/s "
+                     f"at {e['label_resolution']}")
+    return lines
+
+
+def log_to_mlflow(report: dict[str, Any], tracking_uri: str | None, experiment: str) -> str:
+    """Record the benchmark as a ``cgbench.method=bench`` run: metrics per preset and the JSON."""
+    from cgbench.tracking import TAG_PREFIX, RunTracker
+
+    tracker = RunTracker.create(tracking_uri, experiment, "bench", {TAG_PREFIX + "method": "bench"})
+    tracker.log_environment()
+    metrics = {}
+    for preset, r in report["presets"].items():
+        metrics.update({
+            f"bench/{preset}/fast_s": r["fast"]["median"],
+            f"bench/{preset}/plain_s": r["plain"]["median"],
+            f"bench/{preset}/ratio": r["ratio"],
+            f"bench/{preset}/floor_share": r["floor_share"],
+            f"bench/{preset}/peak_rss_mib": r["peak_rss_bytes"] / 2**20,
+        })
+        if r["tracking"]:
+            metrics[f"bench/{preset}/tracking_share"] = r["tracking"]["share"]
+        if r["eval"]:
+            metrics[f"bench/{preset}/eval_images_per_s"] = r["eval"]["images_per_s"]
+    tracker.log_metrics(metrics, 0)
+    tracker.flush()
+    tracker.log_json(report, "bench.json")
+    tracker.end("FINISHED")
+    return tracker.run_id

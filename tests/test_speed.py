@@ -1,0 +1,193 @@
+"""The fast step computes what the plain step computes; the speed settings resolve and record as documented;
+``cgbench bench`` measures and reports what it says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from conftest import run_cli
+from cgbench.bench import Spread, step_flops
+from cgbench.config import resolve
+from cgbench.errors import ConfigError
+from cgbench.methods import get_method
+from cgbench.methods.cyclegan import ABLATIONS
+from cgbench.speed import PLAIN_SETTINGS, resolve_speed
+from cgbench.train import train
+
+CPU = torch.device("cpu")
+FAST = dict(parallel_halves="on", fused_adam="on")
+
+
+def _method(config):
+    torch.manual_seed(config.seed)
+    method = get_method(config.method)(config, CPU)
+    method.accelerate()
+    return method
+
+
+def _batches(size: int, n: int, seed: int = 7) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.rand(1, 3, size, size, generator=g) * 2 - 1, torch.rand(1, 3, size, size, generator=g) * 2 - 1)
+            for _ in range(n)]
+
+
+def _losses(method, batches) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in method.train_step(x, y).items()} for x, y in batches]
+
+
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
+
+
+def _grads(method) -> dict[str, torch.Tensor]:
+    return {f"{name}.{key}": p.grad.clone() for name, net in method.networks.items()
+            for key, p in net.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("ablation", list(ABLATIONS))
+def test_fast_step_matches_plain_step(ablation):
+    """Concurrent halves and fused Adam against eager fp32 with one backward, from one seed."""
+    before = _threads(2)
+    try:
+        base = resolve("tiny", ablation=ablation, sets={"threads": 2, "ngf": 8, "ndf": 8})
+        fast, plain = _method(base.replace(**FAST)), _method(base.replace(**PLAIN_SETTINGS))
+        assert fast.speed.parallel_halves and fast.speed.fused_adam
+        assert not (plain.speed.parallel_halves or plain.speed.fused_adam)
+        batches = _batches(base.image_size, 4)
+
+        # The first step: the same losses and the same gradients, to float rounding.
+        (got,), (want,) = _losses(fast, batches[:1]), _losses(plain, batches[:1])
+        assert got.keys() == want.keys()
+        for term in want:
+            assert got[term] == pytest.approx(want[term], rel=1e-5, abs=1e-7), term
+        grads_fast, grads_plain = _grads(fast), _grads(plain)
+        assert grads_fast.keys() == grads_plain.keys() and grads_plain
+        scale = max(g.abs().max().item() for g in grads_plain.values())
+        for key, g in grads_plain.items():  # (biases before an instance norm have zero gradient, up to noise)
+            torch.testing.assert_close(grads_fast[key], g, rtol=1e-3, atol=1e-5 * scale, msg=key)
+
+        # Later steps stay close. Not closer: Adam's first steps move every weight by about lr whatever
+        # the gradient's size, so rounding noise in near-zero gradients becomes a ±lr difference.
+        for got, want in zip(_losses(fast, batches[1:]), _losses(plain, batches[1:])):
+            for term in want:
+                assert got[term] == pytest.approx(want[term], rel=3e-2, abs=1e-3), term
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_concurrent_halves_are_deterministic_and_restore_threads():
+    """A seed fixes the fast path too (resume after a kill replays it), and the step leaves the thread count alone."""
+    before = _threads(2)
+    try:
+        config = resolve("tiny", sets={"threads": 2, "parallel_halves": "on"})
+        batches = _batches(config.image_size, 3)
+        first, second = _losses(_method(config), batches), _losses(_method(config), batches)
+        assert first == second
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_channels_last_is_refused_where_instance_norm_gradients_are_wrong():
+    """torch 2.14.1 on CPU: instance norm's backward in NHWC returns wrong gradients, so NHWC stays off there."""
+    x = torch.randn(1, 8, 12, 12)
+    upstream = torch.randn(1, 8, 12, 12)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xi = x.detach().contiguous(memory_format=fmt).requires_grad_()
+        torch.nn.functional.instance_norm(xi).backward(upstream.contiguous(memory_format=fmt))
+        grads.append(xi.grad)
+    if torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4):
+        pytest.skip("this torch computes NHWC instance norm gradients right on CPU")
+    assert not resolve_speed(resolve("tiny"), CPU).channels_last
+    with pytest.raises(ConfigError, match="channels_last=on gives wrong instance-norm gradients"):
+        resolve_speed(resolve("tiny", sets={"channels_last": "on"}), CPU)
+
+
+def test_bf16_autocast_trains_close_to_fp32():
+    config = resolve("tiny", sets={"amp": "bf16"})
+    fast, plain = _method(config), _method(config.replace(amp="off"))
+    assert fast.speed.amp == "bf16"
+    batches = _batches(config.image_size, 2)
+    for got, want in zip(_losses(fast, batches), _losses(plain, batches)):
+        for term in want:
+            assert got[term] == pytest.approx(want[term], rel=5e-2, abs=1e-2), term
+
+
+def test_auto_resolves_by_device_and_threads():
+    before = _threads(2)
+    try:
+        auto = resolve_speed(resolve("cpu"), CPU)
+        assert auto.parallel_halves and auto.fused_adam and not auto.channels_last and auto.amp == "off"
+        assert auto.compile_mode == "off" and not auto.cudnn_benchmark  # cudnn: CUDA only
+        torch.set_num_threads(1)
+        assert not resolve_speed(resolve("cpu"), CPU).parallel_halves  # nothing to split on one thread
+        assert resolve_speed(resolve("cpu", sets=PLAIN_SETTINGS), CPU) == resolve_speed(
+            resolve("cpu", sets={**PLAIN_SETTINGS, "cudnn_benchmark": True}), CPU)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("key, value", [("parallel_halves", "yes"), ("amp", "fp16"), ("compile_mode", "fast")])
+def test_bad_speed_values_name_the_valid_ones(key, value):
+    with pytest.raises(ConfigError, match=f"{key} takes one of"):
+        resolve("tiny", sets={key: value})
+
+
+def test_resolved_speed_is_recorded_with_the_run(synth_dir, tracking_uri):
+    config = resolve("tiny", data=str(synth_dir), iters=2, sets={"fused_adam": "off"})
+    result = train(config, tracking_uri=tracking_uri, experiment="t", progress=False, echo=lambda *_: None)
+    run = MlflowClient(tracking_uri).get_run(result.run_id)
+    assert run.data.tags["cgbench.speed.fused_adam"] == "false"
+    assert run.data.tags["cgbench.speed.parallel_halves"] == "false"  # tiny runs on one thread
+    assert run.data.params["fused_adam"] == "off" and run.data.params["amp"] == "auto"
+
+
+def test_spread_percentiles():
+    s = Spread.of([float(i) for i in range(11)])
+    assert (s.median, s.p10, s.p90, s.n) == (5.0, 1.0, 9.0, 11)
+
+
+def test_step_flops_counts_every_convolution():
+    """The counted FLOPs of one step are at least those of the convolutions it must run."""
+    config = resolve("tiny")
+    method = _method(config)
+    x, y = _batches(config.image_size, 1)[0]
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as forward_only, torch.no_grad():
+        method.G(x), method.F(y)
+    flops = step_flops(method, x, y)
+    # G and F run twice each (translation and cycle), and their backward costs about twice the forward.
+    assert flops > 4 * forward_only.get_total_flops()
+    assert step_flops(method, x, y) == flops
+
+
+def test_bench_cli_reports_json_and_mlflow(synth_dir, tracking_uri, tmp_path):
+    out = run_cli("bench", "--data", str(synth_dir), "--preset", "tiny", "--iters", "2", "--warmup", "1",
+                  "--tracking-iters", "3", "--json", str(tmp_path / "bench.json"), "--log-mlflow",
+                  "--tracking-uri", tracking_uri)
+    assert out.returncode == 0, out.stderr
+    assert "ratio" in out.stdout and "GFLOP/step" in out.stdout and "images/s" in out.stdout
+    report = json.loads((tmp_path / "bench.json").read_text())
+    r = report["presets"]["tiny"]
+    assert r["fast"]["n"] == r["plain"]["n"] == 2
+    assert r["ratio"] == pytest.approx(r["plain"]["median"] / r["fast"]["median"])
+    assert set(r["breakdown"]) == {"data wait", "forward + backward", "optimizer", "image pool", "tracking"}
+    assert r["flops"] > 0 and r["floor_s"] == pytest.approx(r["flops"] / r["matmul_flops_per_s"])
+    assert 0 < r["tracking"]["share"] < 1 and r["peak_rss_bytes"] > 0 and r["eval"]["images_per_s"] > 0
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("cgbench-bench").experiment_id],
+                              "tags.`cgbench.method` = 'bench'")
+    assert len(runs) == 1 and runs[0].data.metrics["bench/tiny/ratio"] == pytest.approx(r["ratio"])
+
+
+def test_bench_bad_input_is_one_line(synth_dir):
+    out = run_cli("bench", "--data", str(synth_dir), "--preset", "tiny", "--set", "amp=fp8")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "amp takes one of" in out.stderr
