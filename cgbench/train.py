@@ -224,8 +224,11 @@ def train(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     on_progress: Callable[[int, int], None] | None = None,
+    device: str | None = None,
 ) -> TrainResult:
     """Train ``config`` (or continue ``resume_run_id``) and record it in MLflow.
+
+    ``device``, if given, replaces the config's device (sweeps place their children on GPUs).
 
     ``on_progress(iteration, total)``, if given, is called every ``log_every`` iterations (sweeps
     use it to show the progress of the whole plan). When the environment describes a process
@@ -237,6 +240,8 @@ def train(
         resumed_run = get_run(client, resume_run_id)
         check_resume_world_size(resumed_run, world_size)
         config = recorded_config(client, resume_run_id, "resumed")
+    if device is not None:
+        config = config.replace(device=device)
     validate(config)
     check_method(config.method, world_size)  # unknown method: fail before touching data
     with distributed.process_group(config.device) as ctx:
