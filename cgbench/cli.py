@@ -148,7 +148,7 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
             click.echo(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
         return
 
-    from cgbench.distributed import env_world_size
+    from cgbench.distributed import env_rank, env_world_size
     from cgbench.errors import ConfigError
 
     if nproc < 1:
@@ -179,8 +179,9 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
 
             check_method(config.method, nproc)
             datasets.resolve(config.data, config.image_size, echo=click.echo)  # missing data: one line, no processes
-        click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}"
-                   + (f"; {nproc} processes." if nproc > 1 else "."))
+        if env_rank() == 0:  # under torchrun every rank runs this command; one speaks
+            click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}"
+                       + (f"; {nproc} processes." if nproc > 1 else "."))
 
     options = dict(config=config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
                    resume_run_id=resume_run_id, run_name=run_name, progress=progress)
