@@ -18,12 +18,17 @@ PRESET_NAMES = ("tiny", "cpu", "paper")
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """Exit with ``code``; the message is printed once: by rank 0 when several processes train."""
+    from cgbench.distributed import env_rank
+
+    if env_rank() == 0:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Known errors become one line on stderr and an exit status; never a traceback."""
+    """Known errors become one line on stderr and an exit status; never a traceback.
+    Among several training processes only rank 0 prints it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,11 +42,11 @@ def handle_errors(fn: Callable) -> Callable:
             _fail("interrupted", 130)
         except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
             from cgbench.sweep import SweepInterrupted
-            from cgbench.train import Interrupted, NonFiniteLoss
+            from cgbench.train import Interrupted, NonFiniteLoss, RanksDiverged
 
             if isinstance(exc, (Interrupted, SweepInterrupted)):
                 _fail(str(exc), 130)
-            if isinstance(exc, NonFiniteLoss):
+            if isinstance(exc, (NonFiniteLoss, RanksDiverged)):
                 _fail(str(exc), 1)
             raise
 
@@ -122,9 +127,12 @@ def resolve_config(preset, config_file, sets, data_dir, dataset, **explicit):
 @click.option("--list-ablations", is_flag=True, help="Print the ablations with the paper's row names.")
 @click.option("--list-methods", is_flag=True, help="Print the training methods.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--nproc", type=int, default=1, show_default=True, metavar="N",
+              help="Train on N local processes with DistributedDataParallel (one per GPU on CUDA, gloo on CPU); "
+                   "the effective batch is N x batch_size. Several machines: torchrun -m cgbench run ...")
 @handle_errors
 def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, experiment, tracking_uri,
-        iters, epochs, resume_run_id, run_name, list_ablations, list_methods, progress):
+        iters, epochs, resume_run_id, run_name, list_ablations, list_methods, progress, nproc):
     """Train CycleGAN, one of its ablations, or a baseline, recording every loss term in MLflow."""
     if list_ablations:
         from cgbench.methods.cyclegan import ABLATIONS
@@ -141,8 +149,13 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
             click.echo(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
         return
 
+    from cgbench.distributed import env_rank, env_world_size
     from cgbench.errors import ConfigError
 
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if nproc > 1 and env_world_size() > 1:
+        raise ConfigError("this process already runs under torchrun (WORLD_SIZE is set); drop --nproc")
     if resume_run_id:
         given = [n for n, v in (("--data", data_dir), ("--dataset", dataset), ("--method", method),
                                 ("--ablation", ablation), ("--preset", preset), ("--config", config_file),
@@ -150,6 +163,8 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
         if given:
             raise ConfigError(f"--resume continues a run with its recorded config; drop {', '.join(given)}")
         config, preset = None, None
+        if nproc > 1:
+            _check_resume_on(nproc, resume_run_id, tracking_uri)
     else:
         preset = preset or default_preset()
         config = resolve_config(preset, config_file, sets, data_dir, dataset, method=method, ablation=ablation,
@@ -159,17 +174,60 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
 
         get_method(config.method)
         get_ablation(config.ablation)
-        click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}.")
+        if nproc > 1:
+            from cgbench.data import datasets
+            from cgbench.train import check_method
 
+            check_method(config.method, nproc)
+            datasets.resolve(config.data, config.image_size, echo=click.echo)  # missing data: one line, no processes
+        if env_rank() == 0:  # under torchrun every rank runs this command; one speaks
+            click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}"
+                       + (f"; {nproc} processes." if nproc > 1 else "."))
+
+    options = dict(config=config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
+                   resume_run_id=resume_run_id, run_name=run_name, progress=progress)
+    if nproc == 1:  # also each rank under torchrun: train() joins the group from the environment
+        _train_and_report(options)
+        return
+    from cgbench.distributed import launch
+
+    status = launch(nproc, _train_rank, (options,))
+    if status:
+        sys.exit(status)  # the processes have printed what went wrong (rank 0, one line)
+
+
+def _check_resume_on(nproc: int, run_id: str, tracking_uri: str | None) -> None:
+    """Before starting processes: the run exists, was trained on ``nproc`` processes, and its
+    method can train on several."""
+    from cgbench.tracking import client_for, get_run, recorded_config
+    from cgbench.train import check_method, check_resume_world_size
+
+    client = client_for(tracking_uri)
+    check_resume_world_size(get_run(client, run_id), nproc)
+    check_method(recorded_config(client, run_id, "resumed").method, nproc)
+
+
+def _train_and_report(options: dict) -> None:
+    from cgbench.distributed import env_rank
     from cgbench.train import train
 
-    result = train(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
-                   resume_run_id=resume_run_id, run_name=run_name, progress=progress, echo=click.echo)
+    main_rank = env_rank() == 0
+    result = train(**options, echo=click.echo if main_rank else (lambda *_: None))
+    if not main_rank:
+        return
+    tracking_uri = options["tracking_uri"]
     click.echo(
         f"Run {result.run_id} {result.status.lower()} after {result.iterations} iterations "
         f"({result.sec_per_iter:.3f} s/iter median). Compare runs with: mlflow ui"
         + (f" --backend-store-uri {tracking_uri}" if tracking_uri else "")
     )
+
+
+@handle_errors
+def _train_rank(options: dict) -> None:
+    """One process of ``cgbench run --nproc N`` (spawned by :func:`cgbench.distributed.launch`)."""
+    _quiet()
+    _train_and_report(options)
 
 
 # --- cgbench data ------------------------------------------------------------------------

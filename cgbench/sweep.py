@@ -20,7 +20,9 @@ Running a sweep creates (or finds again) one parent run per (spec, preset, seeds
 trains the FCN evaluator once per dataset (or reuses the one found by tag), and for every
 (row, seed) trains a child run and evaluates it. Running the same command again skips finished
 children, evaluates trained but unevaluated ones, and resumes interrupted ones from their last
-checkpoint. ``jobs`` > 1 runs children in parallel processes, splitting the cores between them.
+checkpoint. ``jobs`` > 1 runs children in parallel processes, splitting the cores between them;
+when several CUDA GPUs are visible, each child in flight takes a GPU of its own
+(:func:`gpu_slots`).
 """
 
 from __future__ import annotations
@@ -184,10 +186,42 @@ def _fmt_seconds(seconds: float) -> str:
 # --- one child, in this process or a worker ---------------------------------------------
 
 
+def gpu_slots(jobs: int, gpu_count: int) -> list[int]:
+    """The GPUs that ``jobs`` concurrent children take, one slot each: every child its own GPU
+    while there are enough, then round robin. Empty (no placement: every child uses the
+    default device, as before) with one job or fewer than two GPUs."""
+    if jobs < 2 or gpu_count < 2:
+        return []
+    return [i % gpu_count for i in range(jobs)]
+
+
+def placed_device(config_device: str, gpu: int) -> str | None:
+    """The device a child runs on in GPU slot ``gpu``; None when its config pins a device
+    (e.g. ``device=cpu`` or ``cuda:1``), which placement leaves alone."""
+    return f"cuda:{gpu}" if config_device in ("auto", "cuda") else None
+
+
 def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...],
-               fcn_run_id: str | None, preset: str, threads: int, on_progress: Callable[[str, int, int], None]
-               ) -> tuple[str, str, float]:
-    """Train (or resume) and evaluate one child; returns (run_id, status, seconds)."""
+               fcn_run_id: str | None, preset: str, threads: int, on_progress: Callable[[str, int, int], None],
+               gpus=None) -> tuple[str, str, float]:
+    """Train (or resume) and evaluate one child; returns (run_id, status, seconds).
+
+    ``gpus``: a queue of free GPU slots (see :func:`gpu_slots`), or None; the child holds a slot
+    while it runs and puts it back when done."""
+    if gpus is None or placed_device(child.config.device, 0) is None:
+        return _train_and_evaluate(child, experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset,
+                                   threads, on_progress, None)
+    gpu = gpus.get()
+    try:
+        return _train_and_evaluate(child, experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset,
+                                   threads, on_progress, placed_device(child.config.device, gpu))
+    finally:
+        gpus.put(gpu)
+
+
+def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, tracking_uri: str | None,
+                        evaluators: tuple[str, ...], fcn_run_id: str | None, preset: str, threads: int,
+                        on_progress: Callable[[str, int, int], None], device: str | None) -> tuple[str, str, float]:
     import torch
 
     from cgbench.evaluate import evaluate
@@ -203,11 +237,12 @@ def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: 
             child.config if child.status == "planned" else None, tracking_uri=tracking_uri, experiment=experiment,
             preset=preset, resume_run_id=run_id if child.status == "resume" else None, parent_run_id=parent_run_id,
             tags={TAG + "sweep": parent_run_id}, progress=False, echo=quiet,
-            on_progress=lambda it, total: on_progress(child.label, it, total),
+            on_progress=lambda it, total: on_progress(child.label, it, total), device=device,
         )
         run_id = result.run_id
     if evaluators:
-        evaluate(run_id, list(evaluators), tracking_uri=tracking_uri, fcn=fcn_run_id, progress=False, echo=quiet)
+        evaluate(run_id, list(evaluators), tracking_uri=tracking_uri, fcn=fcn_run_id, progress=False, echo=quiet,
+                 device=device or "auto")
     return run_id, "finished", time.perf_counter() - start
 
 
@@ -472,8 +507,15 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
         queue = manager.Queue()
         drainer = threading.Thread(target=_drain, args=(queue, plan), daemon=True)
         drainer.start()
-        futures = {pool.submit(_run_child, child, *args, _QueueProgress(queue)): child for child in todo}
-        plan.write(f"Running {len(todo)} runs in {jobs} processes ({threads} threads each) ...", echo)
+        slots = gpu_slots(jobs, _cuda_device_count())
+        gpus = None
+        if slots:
+            gpus = manager.Queue()
+            for gpu in slots:
+                gpus.put(gpu)
+        futures = {pool.submit(_run_child, child, *args, _QueueProgress(queue), gpus): child for child in todo}
+        plan.write(f"Running {len(todo)} runs in {jobs} processes ({threads} threads each"
+                   + (f", on {len(set(slots))} GPUs" if slots else "") + ") ...", echo)
         try:
             for i, future in enumerate(as_completed(futures), 1):
                 child = futures[future]
@@ -487,6 +529,12 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
             pool.shutdown(wait=True, cancel_futures=True)
             raise SweepInterrupted("sweep interrupted; runs in flight were checkpointed; run the same command "
                                    "again to resume") from None
+
+
+def _cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 class _QueueProgress:

@@ -72,6 +72,30 @@ class ImagePool:
         self.rng.set_state(state["rng"])
 
 
+def _no_forward_buffer_sync() -> dict[str, bool]:
+    """DistributedDataParallel's switch for "do not broadcast buffers before every forward"
+    (the networks' norms keep no running statistics): ``forward_sync_buffers`` in the torch
+    versions that deprecate ``broadcast_buffers``."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+def pool_seed(seed: int) -> int:
+    """The seed of an image pool in this process: ``seed`` in a single process; under
+    DistributedDataParallel ``seed + 1000 * rank``, so each rank's pool (which holds that rank's
+    own fakes) makes its own random draws."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return seed + 1000 * dist.get_rank()
+    return seed
+
+
 def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
     for net in nets:
         for p in net.parameters():
@@ -136,7 +160,7 @@ class Method:
                 from torch.nn.parallel import DistributedDataParallel
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                wrapped = DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+                wrapped = DistributedDataParallel(net, device_ids=ids, **_no_forward_buffer_sync())
             if self.speed.compile_mode != "off":
                 wrapped = torch.compile(wrapped, mode=self.speed.compile_mode)
             setattr(self, name, wrapped)

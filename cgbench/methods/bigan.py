@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cgbench.config import Config
-from cgbench.methods.base import GANLoss, ImagePool, Method, set_requires_grad
+from cgbench.methods.base import GANLoss, ImagePool, Method, pool_seed, set_requires_grad
 from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
 
 
@@ -46,7 +46,8 @@ class BiGAN(Method):
             "G": self.adam(itertools.chain(self.G.parameters(), self.E.parameters())),
             "D": self.adam(self.D.parameters()),
         }
-        self.pools = {"generated": ImagePool(c.pool_size, c.seed), "encoded": ImagePool(c.pool_size, c.seed + 1)}
+        self.pools = {"generated": ImagePool(c.pool_size, pool_seed(c.seed)),
+                      "encoded": ImagePool(c.pool_size, pool_seed(c.seed + 1))}
         self.gan_loss = GANLoss(c.gan_mode)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

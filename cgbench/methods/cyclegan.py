@@ -19,7 +19,7 @@ from torch import nn
 
 from cgbench.config import Config
 from cgbench.errors import ConfigError
-from cgbench.methods.base import ImagePool, TwoWayGAN, set_requires_grad
+from cgbench.methods.base import ImagePool, TwoWayGAN, pool_seed, set_requires_grad
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class CycleGAN(TwoWayGAN):
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
         self.ablation = get_ablation(config.ablation)
-        self.pools = {"fake_x": ImagePool(config.pool_size, config.seed),
-                      "fake_y": ImagePool(config.pool_size, config.seed + 1)}
+        self.pools = {"fake_x": ImagePool(config.pool_size, pool_seed(config.seed)),
+                      "fake_y": ImagePool(config.pool_size, pool_seed(config.seed + 1))}
         self.l1 = nn.L1Loss()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from cgbench.config import Config
-from cgbench.methods.base import ImagePool, TwoWayGAN, set_requires_grad
+from cgbench.methods.base import ImagePool, TwoWayGAN, pool_seed, set_requires_grad
 
 
 class SelfRegularised(TwoWayGAN):
@@ -30,8 +30,8 @@ class SelfRegularised(TwoWayGAN):
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
-        self.pools = {"fake_x": ImagePool(config.pool_size, config.seed),
-                      "fake_y": ImagePool(config.pool_size, config.seed + 1)}
+        self.pools = {"fake_x": ImagePool(config.pool_size, pool_seed(config.seed)),
+                      "fake_y": ImagePool(config.pool_size, pool_seed(config.seed + 1))}
 
     def self_distance(self, source: torch.Tensor, translated: torch.Tensor) -> torch.Tensor:
         """‖source − translated‖₁ (mean over pixels)."""
