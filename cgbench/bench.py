@@ -4,9 +4,9 @@ For each preset the command builds the method twice from one seed: the *fast* st
 settings the run would use, :mod:`cgbench.speed`) and the *plain* step (eager fp32, NCHW,
 per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
 
-* times both on the same batches, interleaved step by step (fast first on even steps, plain
-  first on odd ones), so a noisy machine slows both alike; it reports medians, the 10th-90th
-  percentile spread, and the ratio of the medians;
+* times both on the same batches, in alternating blocks of a few steps, so a noisy machine
+  slows both alike; it reports medians, the 10th-90th percentile spread, and the ratio of the
+  medians;
 * splits the fast step into data wait, forward + backward, optimiser and image pool
   (optimiser hooks and a timed pool), and measures tracking with the real training loop
   (:func:`cgbench.train.train` into a throwaway MLflow store);
@@ -37,6 +37,8 @@ import torch
 from cgbench.config import Config
 from cgbench.speed import PLAIN_SETTINGS
 
+
+BLOCK = 5  # timed steps of one path before switching to the other
 
 # --- measuring ------------------------------------------------------------------------------
 
@@ -247,7 +249,8 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int,
 
     for step in range(warmup):  # includes torch.compile's compilation, if on
         x, y = sampler.batch(step, device)
-        fast.train_step(x, y)
+        with fast.halves.pinned_threads():
+            fast.train_step(x, y)
         plain.train_step(x, y)
     _sync(device)
 
@@ -263,19 +266,23 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int,
         return time.perf_counter() - start
 
     try:
-        for i in range(iters):
-            step = warmup + i
-            with watch.measure("data wait"):
-                x, y = sampler.batch(step, device)
-            if i % 2 == 0:
-                fast_s.append(timed(fast, x, y))
+        # Blocks of BLOCK steps, fast and plain in turn, on the same batches: the thread count
+        # changes only between blocks (see speed.Halves), and a noisy machine slows both alike.
+        step = warmup
+        while len(plain_s) < iters:
+            n = min(BLOCK, iters - len(fast_s))
+            batches = [sampler.batch(step + i, device) for i in range(n)]
+            with fast.halves.pinned_threads():
+                for i in range(n):
+                    with watch.measure("data wait"):
+                        x, y = sampler.batch(step + i, device)
+                    fast_s.append(timed(fast, x, y))
+                    lap = watch.lap()
+                    lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
+                    laps.append(lap)
+            for x, y in batches:
                 plain_s.append(timed(plain, x, y))
-            else:
-                plain_s.append(timed(plain, x, y))
-                fast_s.append(timed(fast, x, y))
-            lap = watch.lap()
-            lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
-            laps.append(lap)
+            step += n
     finally:
         remove()
 

@@ -66,6 +66,7 @@ class Config:
     threads: int = 0  # torch CPU threads (0: torch's default)
     # --- speed: how a step is computed, never what (see cgbench.speed) -----------------
     parallel_halves: str = "auto"  # auto|on|off: the x- and y-halves of CycleGAN's step concurrently (CPU)
+    group_norm_kernel: str = "auto"  # auto|on|off: instance norm computed by torch's group-norm kernel
     channels_last: str = "auto"  # auto|on|off: NHWC networks
     amp: str = "auto"  # auto|bf16|off: bf16 autocast of the forward passes
     fused_adam: str = "auto"  # auto|on|off: torch's fused Adam

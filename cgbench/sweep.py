@@ -154,12 +154,14 @@ def estimate_seconds(config: Config, steps: int = 3) -> float:
     device = resolve_device(config.device)
     torch.manual_seed(0)
     method = get_method(config.method)(config, device)
+    method.accelerate()
     x = torch.rand(config.batch_size, 3, config.image_size, config.image_size, device=device) * 2 - 1
-    method.train_step(x, x)  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        method.train_step(x, x)
-    per_iter = (time.perf_counter() - start) / steps
+    with method.halves.pinned_threads():
+        method.train_step(x, x)  # warm-up
+        start = time.perf_counter()
+        for _ in range(steps):
+            method.train_step(x, x)
+        per_iter = (time.perf_counter() - start) / steps
     return per_iter * (config.iters if config.iters > 0 else config.epochs * _train_images(config))
 
 

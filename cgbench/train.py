@@ -398,7 +398,7 @@ def _train(
     agreed_stop = False
     method.train(True)
     try:
-        with _StopRequest() as stop:
+        with _StopRequest() as stop, method.halves.pinned_threads():
             for step in range(start, total):
                 t0 = time.perf_counter()
                 x, y = sampler.batch(step, device)

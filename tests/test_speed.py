@@ -94,6 +94,26 @@ def test_concurrent_halves_are_deterministic_and_restore_threads():
         torch.set_num_threads(before)
 
 
+def test_instance_norm_by_either_kernel_is_torchs_instance_norm():
+    from cgbench.models.networks import InstanceNorm
+
+    x = torch.randn(2, 16, 9, 7, dtype=torch.float64)
+    upstream = torch.randn(2, 16, 9, 7, dtype=torch.float64)
+    reference = torch.nn.InstanceNorm2d(16, affine=False, track_running_stats=False)
+    by_group_norm = InstanceNorm(16)
+    by_group_norm.group_norm_kernel = True
+    results = []
+    for module in (reference, InstanceNorm(16), by_group_norm):
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        out.backward(upstream)
+        results.append((out.detach(), xi.grad))
+    for out, grad in results[1:]:
+        torch.testing.assert_close(out, results[0][0])
+        torch.testing.assert_close(grad, results[0][1])
+    assert InstanceNorm(16).state_dict() == {}  # checkpoints do not depend on the kernel
+
+
 def test_channels_last_is_refused_where_instance_norm_gradients_are_wrong():
     """torch 2.14.1 on CPU: instance norm's backward in NHWC returns wrong gradients, so NHWC stays off there."""
     x = torch.randn(1, 8, 12, 12)
@@ -124,7 +144,8 @@ def test_auto_resolves_by_device_and_threads():
     before = _threads(2)
     try:
         auto = resolve_speed(resolve("cpu"), CPU)
-        assert auto.parallel_halves and auto.fused_adam and not auto.channels_last and auto.amp == "off"
+        assert auto.parallel_halves and auto.fused_adam and auto.group_norm_kernel
+        assert not auto.channels_last and auto.amp == "off"
         assert auto.compile_mode == "off" and not auto.cudnn_benchmark  # cudnn: CUDA only
         torch.set_num_threads(1)
         assert not resolve_speed(resolve("cpu"), CPU).parallel_halves  # nothing to split on one thread

@@ -142,8 +142,13 @@ class Method:
         """
         from cgbench.speed import distributed_world_size
 
-        if self.speed.channels_last:
-            for net in self.networks.values():
+        from cgbench.models.networks import InstanceNorm
+
+        for net in self.networks.values():
+            for module in net.modules():
+                if isinstance(module, InstanceNorm):
+                    module.group_norm_kernel = self.speed.group_norm_kernel
+            if self.speed.channels_last:
                 net.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = self.speed.cudnn_benchmark

@@ -20,9 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cgbench.models.networks import InstanceNorm
+
 
 def _norm(channels: int) -> nn.Module:
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return InstanceNorm(channels)
 
 
 def upsamplings(image_size: int) -> int:
