@@ -67,6 +67,8 @@ class Config:
     # --- speed: how a step is computed, never what (see cgbench.speed) -----------------
     parallel_halves: str = "auto"  # auto|on|off: the x- and y-halves of CycleGAN's step concurrently (CPU)
     group_norm_kernel: str = "auto"  # auto|on|off: instance norm computed by torch's group-norm kernel
+    batched_discriminator: str = "auto"  # auto|on|off: D judges real and fake in one batch
+    tap_decomposition: str = "auto"  # auto|on|off: last layers (3 or 1 outputs) as 1x1 conv per tap + fold
     channels_last: str = "auto"  # auto|on|off: NHWC networks
     amp: str = "auto"  # auto|bf16|off: bf16 autocast of the forward passes
     fused_adam: str = "auto"  # auto|on|off: torch's fused Adam

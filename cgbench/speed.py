@@ -15,6 +15,12 @@ computes (a test runs the fast and the plain step from one seed and compares the
     instance norm computed by torch's group-norm kernel (the same statistics, one channel per
     group), which is 2.5-3.6x faster than its instance-norm kernel on CPU
     (:class:`cgbench.models.networks.InstanceNorm`).
+``batched_discriminator``
+    the discriminator judges the real and the fake images as one batch of two (instance norm
+    keeps them independent): half the kernel launches of two passes.
+``tap_decomposition``
+    the networks' last layers (3 or 1 output channels), which oneDNN runs slowly, as one 1x1
+    convolution per kernel tap and a fold (:class:`cgbench.models.networks.FewOutputConv2d`).
 ``channels_last``
     NHWC memory format for the networks' weights and activations. Used only where instance
     norm's backward pass is right in NHWC: on CPU, torch 2.14.1 returns wrong input gradients
@@ -55,6 +61,8 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 class Speed:
     parallel_halves: bool = False
     group_norm_kernel: bool = False
+    batched_discriminator: bool = False
+    tap_decomposition: bool = False
     channels_last: bool = False
     amp: str = "off"  # "bf16" or "off"
     fused_adam: bool = False
@@ -71,12 +79,14 @@ class Speed:
 
 
 #: The settings that make a step "plain": eager fp32, NCHW, per-parameter Adam, one backward.
-PLAIN_SETTINGS = dict(parallel_halves="off", group_norm_kernel="off", channels_last="off", amp="off", fused_adam="off",
+PLAIN_SETTINGS = dict(parallel_halves="off", group_norm_kernel="off", batched_discriminator="off",
+                      tap_decomposition="off", channels_last="off", amp="off", fused_adam="off",
                       compile_mode="off", cudnn_benchmark=False)
 
 
 def validate_speed(config) -> None:
-    for key in ("parallel_halves", "group_norm_kernel", "channels_last", "fused_adam"):
+    for key in ("parallel_halves", "group_norm_kernel", "batched_discriminator", "tap_decomposition",
+                "channels_last", "fused_adam"):
         if getattr(config, key) not in SWITCH:
             raise ConfigError(f"{key} takes one of {', '.join(SWITCH)}, not {getattr(config, key)!r}")
     if config.amp not in AMP_MODES:
@@ -126,6 +136,9 @@ def resolve_speed(config, device: torch.device) -> Speed:
         and not cuda and single,
         # CPU: measured 2.5-3.6x faster per norm; GPU: not measured, so torch's instance norm.
         group_norm_kernel=_switch(config.group_norm_kernel, not cuda),
+        batched_discriminator=_switch(config.batched_discriminator, True),
+        # CPU: 1.8x (generator) and 4x (PatchGAN) faster fwd+bwd at 128 px; GPU: not measured.
+        tap_decomposition=_switch(config.tap_decomposition, not cuda),
         channels_last=_channels_last(config.channels_last, device),
         amp=amp,
         fused_adam=_switch(config.fused_adam, True),

@@ -295,9 +295,11 @@ def test_pix2pix_discriminators_see_input_output_pairs_and_l1_to_the_target():
     losses = method.train_step(x, y)
     assert set(losses) == set(Pix2Pix.terms)
     assert all(s.shape[1] == 6 for s in seen_Y + seen_X)
-    assert all(torch.equal(s[:, :3], x) for s in seen_Y)  # D_Y is conditioned on the label map
-    assert all(torch.equal(s[:, :3], y) for s in seen_X)  # D_X on the photo
-    assert any(torch.equal(s[:, 3:], y) for s in seen_Y) and any(torch.equal(s[:, 3:], x) for s in seen_X)
+    images = lambda seen: [image for batch in seen for image in batch]  # noqa: E731 (real and fake may share a batch)
+    one_of = lambda image, batch: any(torch.equal(image, b) for b in batch)  # noqa: E731
+    assert all(one_of(s[:3], x) for s in images(seen_Y))  # D_Y is conditioned on the label map
+    assert all(one_of(s[:3], y) for s in images(seen_X))  # D_X on the photo
+    assert any(one_of(s[3:], y) for s in images(seen_Y)) and any(one_of(s[3:], x) for s in images(seen_X))
     assert float(losses["G_L1"]) > 0 and float(losses["F_L1"]) > 0
 
 

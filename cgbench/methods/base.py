@@ -142,12 +142,14 @@ class Method:
         """
         from cgbench.speed import distributed_world_size
 
-        from cgbench.models.networks import InstanceNorm
+        from cgbench.models.networks import FewOutputConv2d, InstanceNorm
 
         for net in self.networks.values():
             for module in net.modules():
                 if isinstance(module, InstanceNorm):
                     module.group_norm_kernel = self.speed.group_norm_kernel
+                if isinstance(module, FewOutputConv2d):
+                    module.tap_decomposition = self.speed.tap_decomposition
             if self.speed.channels_last:
                 net.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
@@ -250,8 +252,14 @@ class TwoWayGAN(Method):
         return init_weights(PatchDiscriminator(3, c.ndf, c.n_layers_d), c.init_gain).to(self.device)
 
     def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """½ (L(D(real), real) + L(D(fake), fake)); the fake is detached from its generator."""
-        return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+        """½ (L(D(real), real) + L(D(fake), fake)); the fake is detached from its generator.
+
+        With ``batched_discriminator`` real and fake go through D as one batch: instance norm keeps
+        the images independent, so the scores are those of two passes, at half the kernel launches."""
+        if not self.speed.batched_discriminator:
+            return 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+        scores = D(torch.cat([real, fake.detach()]))
+        return 0.5 * (self.gan_loss(scores[: len(real)], True) + self.gan_loss(scores[len(real) :], False))
 
     def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
         return self.G(x)
