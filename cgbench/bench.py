@@ -39,6 +39,7 @@ from cgbench.speed import PLAIN_SETTINGS
 
 
 BLOCK = 5  # timed steps of one path before switching to the other
+BUDGET_S, MIN_ITERS, MAX_ITERS = 20.0, 10, 100  # default number of timed steps per path
 
 # --- measuring ------------------------------------------------------------------------------
 
@@ -209,9 +210,9 @@ def _build(config: Config, device: torch.device):
 def bench_preset(
     config: Config,
     preset: str,
-    iters: int = 20,
+    iters: int | None = None,
     warmup: int = 3,
-    tracking_iters: int = 0,
+    tracking_iters: int | None = 0,
     with_eval: bool = True,
     echo: Callable[[str], None] = print,
 ) -> PresetResult:
@@ -227,7 +228,8 @@ def bench_preset(
         torch.set_num_threads(threads_before)
 
 
-def _bench_preset(config: Config, preset: str, device: torch.device, iters: int, warmup: int, tracking_iters: int,
+def _bench_preset(config: Config, preset: str, device: torch.device, iters: int | None, warmup: int,
+                  tracking_iters: int | None,
                   with_eval: bool, echo: Callable[[str], None]) -> PresetResult:
     from cgbench.data.sampler import PairedSampler, UnpairedSampler
     from cgbench.train import load_training_data
@@ -247,12 +249,19 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int,
          f"{config.n_blocks} blocks, batch {config.batch_size}; {device.type}, {threads} threads; "
          f"fast path: {fast.speed.describe()}")
 
-    for step in range(warmup):  # includes torch.compile's compilation, if on
+    plain_step = float("nan")
+    for step in range(max(warmup, 1)):  # includes torch.compile's compilation, if on
         x, y = sampler.batch(step, device)
         with fast.halves.pinned_threads():
             fast.train_step(x, y)
+        start = time.perf_counter()
         plain.train_step(x, y)
-    _sync(device)
+        _sync(device)
+        plain_step = time.perf_counter() - start
+    if iters is None:  # as many as fit in the budget: noisy machines need many cheap steps
+        iters = int(min(MAX_ITERS, max(MIN_ITERS, BUDGET_S / plain_step)))
+    if tracking_iters is None:
+        tracking_iters = iters
 
     watch = Stopwatch(device)
     remove = instrument(fast, watch)

@@ -267,11 +267,12 @@ def data_synth(out, size, n_train, n_val, seed, workers):
               help="Presets to time (repeatable). Default: cpu and paper.")
 @click.option("--method", default="cyclegan", show_default=True, help="Training method to time.")
 @click.option("--ablation", default="cyclegan", show_default=True)
-@click.option("--iters", type=int, default=20, show_default=True,
-              help="Timed steps per path (fast and plain, interleaved), after --warmup.")
+@click.option("--iters", type=int, default=None,
+              help="Timed steps per path (fast and plain, in alternating blocks), after --warmup. "
+                   "Default: as many as the plain path runs in ~20 s, 10 to 100.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed steps first (compilation, caches).")
 @click.option("--tracking-iters", type=int, default=None,
-              help="Iterations of the real training loop that measure tracking's share. Default: 2x --iters "
+              help="Iterations of the real training loop that measure tracking's share. Default: --iters "
                    "(0: skip).")
 @click.option("--eval/--no-eval", "with_eval", default=True, help="Also time evaluation (G + FCN, confusion).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key.")
@@ -291,7 +292,7 @@ def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_
     from cgbench.errors import ConfigError
     from cgbench.methods import get_method
 
-    if iters < 1 or warmup < 0:
+    if (iters is not None and iters < 1) or warmup < 0:
         raise ConfigError("--iters must be >= 1 and --warmup >= 0")
     get_method(method)
     presets = presets or ("cpu", "paper")
@@ -302,7 +303,7 @@ def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_
                f"{report['machine']['torch']}" + (f", {report['machine']['cuda']}" if report["machine"]["cuda"] else ""))
     for preset, config in configs:
         result = bench_lib.bench_preset(config, preset, iters=iters, warmup=warmup,
-                                        tracking_iters=2 * iters if tracking_iters is None else tracking_iters,
+                                        tracking_iters=tracking_iters,
                                         with_eval=with_eval, echo=click.echo)
         for line in bench_lib.format_result(result):
             click.echo(line)
