@@ -199,7 +199,8 @@ def test_bench_cli_reports_json_and_mlflow(synth_dir, tracking_uri, tmp_path):
     report = json.loads((tmp_path / "bench.json").read_text())
     r = report["presets"]["tiny"]
     assert r["fast"]["n"] == r["plain"]["n"] == 2
-    assert r["ratio"] == pytest.approx(r["plain"]["median"] / r["fast"]["median"])
+    assert r["ratio_of_medians"] == pytest.approx(r["plain"]["median"] / r["fast"]["median"])
+    assert r["ratio"] == pytest.approx(r["ratio_of_medians"])  # 2 steps: one block pair
     assert set(r["breakdown"]) == {"data wait", "forward + backward", "optimizer", "image pool", "tracking"}
     assert r["flops"] > 0 and r["floor_s"] == pytest.approx(r["flops"] / r["matmul_flops_per_s"])
     assert 0 < r["tracking"]["share"] < 1 and r["peak_rss_bytes"] > 0 and r["eval"]["images_per_s"] > 0
