@@ -12,8 +12,9 @@ per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
   (optimiser hooks and a timed pool), and measures tracking with the real training loop
   (:func:`cgbench.train.train` into a throwaway MLflow store);
 * counts the step's FLOPs (``torch.utils.flop_counter``) and measures the machine's matmul
-  throughput (the best median over a few square sizes), so the step's share of the compute floor
-  (FLOPs / throughput, over the step time) is visible;
+  throughput (the best median over a few square sizes, before, between and after the timed
+  blocks; the highest is kept, since the floor is what the machine can do at its best), so the
+  step's share of the compute floor (FLOPs / throughput, over the step time) is visible;
 * reports peak memory (RSS; and CUDA memory on a GPU);
 * times evaluation through the real path (:func:`cgbench.evaluate.stream` with the ``fcn``
   evaluator): images per second through G and the FCN (an untrained FCN of the preset's
@@ -122,9 +123,10 @@ def instrument(method, watch: Stopwatch) -> Callable[[], None]:
     return remove
 
 
-def matmul_throughput(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+def matmul_throughput(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5,
+                      sizes: tuple[int, ...] | None = None) -> float:
     """FLOP/s of square matmuls: the best, over a few sizes, of the median of ``repeats`` runs."""
-    sizes = (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192)
+    sizes = sizes or ((1024, 2048, 3072) if device.type == "cpu" else (4096, 8192))
     best = 0.0
     for n in sizes:
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
@@ -265,6 +267,9 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     if tracking_iters is None:
         tracking_iters = iters
 
+    dtype = torch.bfloat16 if fast.speed.amp == "bf16" else torch.float32
+    throughputs = [matmul_throughput(device, dtype)]  # and once more after every block pair
+
     watch = Stopwatch(device)
     remove = instrument(fast, watch)
     fast_s, plain_s, laps, block_ratios = [], [], [], []
@@ -295,6 +300,7 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
                 plain_s.append(timed(plain, x, y))
             block_ratios.append(statistics.median(plain_s[-n:]) / statistics.median(fast_s[-n:]))
             step += n
+            throughputs.append(matmul_throughput(device, dtype, repeats=3, sizes=(2048,) if device.type == "cpu" else None))
     finally:
         remove()
 
@@ -302,8 +308,8 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     breakdown = {p: statistics.median(lap.get(p, 0.0) for lap in laps) for p in parts} if laps else {}
     x, y = sampler.batch(0, device)
     flops = step_flops(plain, x, y)
-    dtype = torch.bfloat16 if fast.speed.amp == "bf16" else torch.float32
-    throughput = matmul_throughput(device, dtype)
+    # The floor is what the machine can do at best: the highest of the measurements between the blocks.
+    throughput = max(throughputs + [matmul_throughput(device, dtype)])
     fast_spread, plain_spread = Spread.of(fast_s), Spread.of(plain_s)
     floor = flops / throughput
     peak = peak_rss_bytes()
