@@ -140,6 +140,21 @@ def test_bf16_autocast_trains_close_to_fp32():
             assert got[term] == pytest.approx(want[term], rel=5e-2, abs=1e-2), term
 
 
+def test_compiled_step_matches_eager_step():
+    """torch.compile (inductor) of the networks: the first step's losses and gradients as in eager.
+    (Cycle alone: D is never called, so only G and F pay the minute of compilation.)"""
+    config = resolve("tiny", ablation="cycle-only", sets={"compile_mode": "default"})
+    compiled, eager = _method(config), _method(config.replace(compile_mode="off"))
+    assert compiled.speed.compile_mode == "default" and type(compiled.G).__name__ == "OptimizedModule"
+    batch = _batches(config.image_size, 1)
+    (got,), (want,) = _losses(compiled, batch), _losses(eager, batch)
+    for term in want:
+        assert got[term] == pytest.approx(want[term], rel=1e-4, abs=1e-6), term
+    scale = max(g.abs().max().item() for g in _grads(eager).values())
+    for key, g in _grads(eager).items():
+        torch.testing.assert_close(_grads(compiled)[key], g, rtol=1e-3, atol=1e-4 * scale, msg=key)
+
+
 def test_auto_resolves_by_device_and_threads():
     before = _threads(2)
     try:

@@ -17,8 +17,8 @@ from torch import nn
 
 from cgbench.config import Config
 from cgbench.errors import ConfigError
-from cgbench.speed import Halves, resolve_speed
-from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from cgbench.models.networks import FewOutputConv2d, InstanceNorm, PatchDiscriminator, ResnetGenerator, init_weights
+from cgbench.speed import Halves, distributed_world_size, resolve_speed
 
 
 class GANLoss(nn.Module):
@@ -134,16 +134,12 @@ class Method:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def accelerate(self) -> None:
-        """Apply the speed settings to the built networks: memory format, then
-        DistributedDataParallel when a process group is up, then torch.compile.
+        """Apply the speed settings to the built networks: the norm and last-layer kernels, the
+        memory format, then DistributedDataParallel when a process group is up, then torch.compile.
 
         ``self.networks`` keeps the plain modules (checkpoints hold their state dicts); the
         attributes the step calls (``self.G``, ``self.D_X``, ...) are pointed at the wrapped ones.
         """
-        from cgbench.speed import distributed_world_size
-
-        from cgbench.models.networks import FewOutputConv2d, InstanceNorm
-
         for net in self.networks.values():
             for module in net.modules():
                 if isinstance(module, InstanceNorm):
