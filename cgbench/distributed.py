@@ -48,12 +48,16 @@ class Context:
         return self.rank == 0
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, str(default)))
+    except ValueError:
+        return default
+
+
 def env_world_size() -> int:
     """The world size the environment asks for (torchrun's or our launcher's ``WORLD_SIZE``)."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
+    return _env_int("WORLD_SIZE", 1)
 
 
 def requested_world_size() -> int:
@@ -64,10 +68,8 @@ def requested_world_size() -> int:
 
 
 def env_rank() -> int:
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
+    """This process's rank as the environment gives it (0 outside a process group)."""
+    return _env_int("RANK", 0)
 
 
 def current() -> Context:

@@ -34,6 +34,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgbench.cli"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
 
+def assert_one_line_error(out, *fragments: str) -> None:
+    """A click CliRunner result: exit status 2, one line on stderr naming every fragment, no traceback."""
+    assert out.exit_code == 2, (out.stdout, out.stderr)
+    err = out.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp_dir(tmp_path, monkeypatch):
     """Every test runs in its own folder, so default paths (./mlflow.db, ./data) stay out of the repo."""

@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from conftest import assert_one_line_error
 from cgbench.cli import main
 from cgbench.data.sampler import PairedSampler, UnpairedSampler
 from cgbench.methods.cyclegan import CycleGAN
@@ -112,32 +113,24 @@ def test_ctrl_c_checkpoints_every_rank_and_resume_reproduces_the_uninterrupted_r
     assert resumed == _history(client, reference)
 
 
-def _one_line_error(out, *fragments: str) -> None:
-    assert out.exit_code == 2, (out.stdout, out.stderr)
-    err = out.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for fragment in fragments:
-        assert fragment in err, err
-
-
 @pytest.mark.parametrize("nproc", ["1", "3"])
 def test_resume_on_another_number_of_processes_is_one_line_exit_2(nproc, reference, store):
     out = CliRunner().invoke(main, ["run", "--resume", reference, "--nproc", nproc, "--tracking-uri", store[1],
                                     "--no-progress"])
-    _one_line_error(out, "trained on 2 processes", "--nproc 2")
+    assert_one_line_error(out, "trained on 2 processes", "--nproc 2")
 
 
 def test_method_without_ddp_support_is_one_line_exit_2(synth_dir, tracking_uri):
     out = CliRunner().invoke(main, ["run", "--nproc", "2", "--method", "cogan", "--preset", "tiny", "--data",
                                     str(synth_dir), "--tracking-uri", tracking_uri, "--no-progress"])
-    _one_line_error(out, "cogan", "--nproc 1")
+    assert_one_line_error(out, "cogan", "--nproc 1")
     assert MlflowClient(tracking_uri).get_experiment_by_name("cgbench") is None  # nothing recorded
 
 
 def test_nproc_must_be_positive(synth_dir, tracking_uri):
     out = CliRunner().invoke(main, ["run", "--nproc", "0", "--preset", "tiny", "--data", str(synth_dir),
                                     "--tracking-uri", tracking_uri])
-    _one_line_error(out, "--nproc must be >= 1")
+    assert_one_line_error(out, "--nproc must be >= 1")
 
 
 # --- the sampler's shards -------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from cgbench.cli import main
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import CycleGAN
@@ -100,14 +100,6 @@ def test_non_finite_loss_fails_the_run_naming_step_and_term(synth_dir, tracking_
     assert run.info.status == "FAILED" and "at iteration" in run.data.tags["cgbench.failure"]
 
 
-def _one_line_error(out, *fragments: str) -> None:
-    assert out.exit_code == 2, (out.stdout, out.stderr)
-    err = out.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for fragment in fragments:
-        assert fragment in err, err
-
-
 def _corrupt_copy(synth_dir: Path, tmp_path: Path) -> Path:
     import shutil
 
@@ -136,7 +128,7 @@ def test_bad_input_is_one_line_exit_2(case, args, fragments, synth_dir, tracking
     args = [a.format(tmp=tmp_path, synth=synth_dir, corrupt=corrupt) for a in args]
     preset = [] if "--resume" in args else ["--preset", "tiny"]
     out = CliRunner().invoke(main, ["run", *preset, *args, "--tracking-uri", tracking_uri, "--no-progress"])
-    _one_line_error(out, *fragments)
+    assert_one_line_error(out, *fragments)
     if case == "resume unknown run":
         return
     client = MlflowClient(tracking_uri)
