@@ -31,6 +31,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -49,6 +50,23 @@ BUDGET_S, MIN_ITERS, MAX_ITERS = 20.0, 10, 100  # default number of timed steps 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call of ``fn``, with the device's queue drained before and after."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1,
+                   device: torch.device = torch.device("cpu")) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(seconds(fn, device) for _ in range(repeats))
 
 
 @dataclass
@@ -131,15 +149,7 @@ def matmul_throughput(device: torch.device, dtype: torch.dtype = torch.float32, 
     for n in sizes:
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         out = torch.empty(n, n, device=device, dtype=dtype)
-        times = []
-        for i in range(repeats + 1):
-            _sync(device)
-            start = time.perf_counter()
-            torch.mm(a, b, out=out)
-            _sync(device)
-            if i:  # the first is warm-up
-                times.append(time.perf_counter() - start)
-        best = max(best, 2 * n**3 / statistics.median(times))
+        best = max(best, 2 * n**3 / median_seconds(lambda: torch.mm(a, b, out=out), repeats, device=device))
     return best
 
 
@@ -258,10 +268,7 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
         x, y = sampler.batch(step, device)
         with fast.halves.pinned_threads():
             fast.train_step(x, y)
-        start = time.perf_counter()
-        plain.train_step(x, y)
-        _sync(device)
-        plain_step = time.perf_counter() - start
+        plain_step = seconds(partial(plain.train_step, x, y), device)
     if iters is None:  # as many as fit in the budget: noisy machines need many cheap steps
         iters = int(min(MAX_ITERS, max(MIN_ITERS, BUDGET_S / plain_step)))
     if tracking_iters is None:
@@ -273,31 +280,23 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     watch = Stopwatch(device)
     remove = instrument(fast, watch)
     fast_s, plain_s, laps, block_ratios = [], [], [], []
-
-    def timed(method, x, y) -> float:
-        _sync(device)
-        start = time.perf_counter()
-        method.train_step(x, y)
-        _sync(device)
-        return time.perf_counter() - start
-
     try:
         # Blocks of BLOCK steps, fast and plain in turn, on the same batches: the thread count
         # changes only between blocks (see speed.Halves), and a noisy machine slows both alike.
         step = warmup
         while len(plain_s) < iters:
             n = min(BLOCK, iters - len(fast_s))
-            batches = [sampler.batch(step + i, device) for i in range(n)]
+            batches, data_wait = [], []
+            for i in range(n):
+                data_wait.append(seconds(lambda: batches.append(sampler.batch(step + i, device)), device))
             with fast.halves.pinned_threads():
-                for i in range(n):
-                    with watch.measure("data wait"):
-                        x, y = sampler.batch(step + i, device)
-                    fast_s.append(timed(fast, x, y))
-                    lap = watch.lap()
+                for (x, y), wait in zip(batches, data_wait):
+                    fast_s.append(seconds(partial(fast.train_step, x, y), device))
+                    lap = {"data wait": wait, **watch.lap()}
                     lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
                     laps.append(lap)
             for x, y in batches:
-                plain_s.append(timed(plain, x, y))
+                plain_s.append(seconds(partial(plain.train_step, x, y), device))
             block_ratios.append(statistics.median(plain_s[-n:]) / statistics.median(fast_s[-n:]))
             step += n
             throughputs.append(matmul_throughput(device, dtype, repeats=3, sizes=(2048,) if device.type == "cpu" else None))
@@ -382,19 +381,12 @@ def bench_eval(config: Config, device: torch.device, root: Path, max_images: int
     labels = split.labels.to(device)
     pred = torch.randint(0, 19, labels.shape, device=device, dtype=torch.uint8)
     matrix = ConfusionMatrix(19, device=device)
-    times = []
-    for i in range(6):
-        _sync(device)
-        start = time.perf_counter()
-        matrix.update(labels, pred)
-        _sync(device)
-        if i:
-            times.append(time.perf_counter() - start)
+    update_s = median_seconds(lambda: matrix.update(labels, pred), 5, device=device)
     return {
         "images": n,
         "batch_size": batch_size,
         "images_per_s": stats.images_per_second,
-        "confusion_mpix_per_s": labels.numel() / statistics.median(times) / 1e6,
+        "confusion_mpix_per_s": labels.numel() / update_s / 1e6,
         "label_resolution": f"{labels.shape[-1]}x{labels.shape[-2]}",
     }
 

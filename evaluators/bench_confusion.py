@@ -7,25 +7,12 @@ segmenter's forward pass, so that scoring a split is dominated by the network, n
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
+from cgbench.bench import median_seconds
 from cgbench.models.segmenter import FCN8s
 from evaluators.confusion import ConfusionMatrix
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def benchmark(
@@ -49,9 +36,9 @@ def benchmark(
     with torch.no_grad():
         logits = model(images)
         pred = logits.argmax(1)
-        forward_s = _median_seconds(lambda: model(images), repeats)
-    argmax_s = _median_seconds(lambda: logits.argmax(1), repeats)
-    update_s = _median_seconds(lambda: metric.update(target, pred), repeats)
+        forward_s = median_seconds(lambda: model(images), repeats, warmup=2)
+    argmax_s = median_seconds(lambda: logits.argmax(1), repeats, warmup=2)
+    update_s = median_seconds(lambda: metric.update(target, pred), repeats, warmup=2)
     return {
         "forward_s": forward_s,
         "argmax_s": argmax_s,
