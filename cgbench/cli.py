@@ -127,9 +127,10 @@ def resolve_config(preset, config_file, sets, data_dir, dataset, **explicit):
 @click.option("--list-ablations", is_flag=True, help="Print the ablations with the paper's row names.")
 @click.option("--list-methods", is_flag=True, help="Print the training methods.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@click.option("--nproc", type=int, default=1, show_default=True, metavar="N",
+@click.option("--nproc", type=int, default=None, metavar="N",
               help="Train on N local processes with DistributedDataParallel (one per GPU on CUDA, gloo on CPU); "
-                   "the effective batch is N x batch_size. Several machines: torchrun -m cgbench run ...")
+                   "the effective batch is N x batch_size. --nproc 1 is one process under DDP; without "
+                   "--nproc, one plain process. Several machines: torchrun -m cgbench run ...")
 @handle_errors
 def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, experiment, tracking_uri,
         iters, epochs, resume_run_id, run_name, list_ablations, list_methods, progress, nproc):
@@ -149,12 +150,12 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
             click.echo(f"{name:14s} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
         return
 
-    from cgbench.distributed import env_rank, env_world_size
+    from cgbench.distributed import env_describes_group, env_rank
     from cgbench.errors import ConfigError
 
-    if nproc < 1:
+    if nproc is not None and nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    if nproc > 1 and env_world_size() > 1:
+    if nproc is not None and env_describes_group():
         raise ConfigError("this process already runs under torchrun (WORLD_SIZE is set); drop --nproc")
     if resume_run_id:
         given = [n for n, v in (("--data", data_dir), ("--dataset", dataset), ("--method", method),
@@ -163,7 +164,7 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
         if given:
             raise ConfigError(f"--resume continues a run with its recorded config; drop {', '.join(given)}")
         config, preset = None, None
-        if nproc > 1:
+        if nproc is not None:
             _check_resume_on(nproc, resume_run_id, tracking_uri)
     else:
         preset = preset or default_preset()
@@ -174,19 +175,19 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
 
         get_method(config.method)
         get_ablation(config.ablation)
-        if nproc > 1:
+        if nproc is not None:
             from cgbench.data import datasets
             from cgbench.train import check_method
 
-            check_method(config.method, nproc)
+            check_method(config.method, in_group=True)
             datasets.resolve(config.data, config.image_size, echo=click.echo)  # missing data: one line, no processes
         if env_rank() == 0:  # under torchrun every rank runs this command; one speaks
             click.echo(f"Preset {preset}; method {config.method}, ablation {config.ablation}, seed {config.seed}"
-                       + (f"; {nproc} processes." if nproc > 1 else "."))
+                       + (f"; {nproc} process{'es' if nproc > 1 else ''} (DDP)." if nproc else "."))
 
     options = dict(config=config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
                    resume_run_id=resume_run_id, run_name=run_name, progress=progress)
-    if nproc == 1:  # also each rank under torchrun: train() joins the group from the environment
+    if nproc is None:  # also each rank under torchrun: train() joins the group from the environment
         _train_and_report(options)
         return
     from cgbench.distributed import launch
@@ -204,7 +205,7 @@ def _check_resume_on(nproc: int, run_id: str, tracking_uri: str | None) -> None:
 
     client = client_for(tracking_uri)
     check_resume_world_size(get_run(client, run_id), nproc)
-    check_method(recorded_config(client, run_id, "resumed").method, nproc)
+    check_method(recorded_config(client, run_id, "resumed").method, in_group=True)
 
 
 def _train_and_report(options: dict) -> None:

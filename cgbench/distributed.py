@@ -33,15 +33,17 @@ FAILURE_GRACE_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Context:
-    """Where this process stands in the group; ``world_size`` 1 means a plain single process."""
+    """Where this process stands: a plain single process, or rank ``rank`` of a process group
+    (``in_group``; a group may hold one process: ``cgbench run --nproc 1`` trains under DDP)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    in_group: bool = False
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.in_group
 
     @property
     def is_main(self) -> bool:
@@ -60,6 +62,11 @@ def env_world_size() -> int:
     return _env_int("WORLD_SIZE", 1)
 
 
+def env_describes_group() -> bool:
+    """torchrun (or our launcher) set this process up as a rank of a group, of any size."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def requested_world_size() -> int:
     """The size of the group this process is in, or will join (:func:`from_env`)."""
     if dist.is_available() and dist.is_initialized():
@@ -75,7 +82,7 @@ def env_rank() -> int:
 def current() -> Context:
     """The context of the process group this process is in (single process when none)."""
     if dist.is_available() and dist.is_initialized():
-        return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
     return Context()
 
 
@@ -86,10 +93,11 @@ def backend_for(device_name: str) -> str:
 
 
 def from_env(device_name: str) -> Context:
-    """Join the process group the environment describes (``WORLD_SIZE`` > 1), else stay single.
+    """Join the process group the environment describes (:func:`env_describes_group`), else stay
+    single.
 
     On CUDA each process uses the GPU of its ``LOCAL_RANK``. Returns this process's context."""
-    if dist.is_initialized() or env_world_size() <= 1:
+    if dist.is_initialized() or not env_describes_group():
         return current()
     backend = backend_for(device_name)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -108,7 +116,7 @@ def teardown() -> None:
 def process_group(device_name: str) -> Iterator[Context]:
     """:func:`from_env` for the duration of a block; the group is destroyed at its end if this
     block created it (always, also after an error or an interrupt)."""
-    owned = not dist.is_initialized() and env_world_size() > 1
+    owned = not dist.is_initialized() and env_describes_group()
     try:
         yield from_env(device_name)
     finally:

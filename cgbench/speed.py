@@ -118,15 +118,16 @@ def channels_last_is_exact(device: torch.device) -> bool:
     return _CHANNELS_LAST_EXACT[key]
 
 
-def distributed_world_size() -> int:
+def in_process_group() -> bool:
+    """This process trains as a rank of a DDP group (of any size, one included)."""
     dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.is_available() and dist.is_initialized()
 
 
 def resolve_speed(config, device: torch.device) -> Speed:
     """The settings a run on ``device`` uses: each ``auto`` by device kind, by measurement."""
     cuda = device.type == "cuda"
-    single = distributed_world_size() == 1
+    single = not in_process_group()
     amp = config.amp
     if amp == "auto":
         amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"

@@ -243,17 +243,18 @@ def train(
     if device is not None:
         config = config.replace(device=device)
     validate(config)
-    check_method(config.method, world_size)  # unknown method: fail before touching data
+    check_method(config.method, distributed.env_describes_group())  # unknown method: fail before touching data
     with distributed.process_group(config.device) as ctx:
         return _train(config, ctx, tracking_uri, experiment, preset, resumed_run, parent_run_id, run_name, tags,
                       progress, echo, on_progress)
 
 
-def check_method(name: str, world_size: int) -> None:
-    """The method exists and, for several processes, can train under DistributedDataParallel."""
+def check_method(name: str, in_group: bool) -> None:
+    """The method exists and, when it is to train in a process group, can train under
+    DistributedDataParallel."""
     cls = get_method(name)
-    if world_size > 1 and not cls.supports_ddp:
-        raise ConfigError(f"method {name!r} cannot train on several processes; use --nproc 1")
+    if in_group and not cls.supports_ddp:
+        raise ConfigError(f"method {name!r} cannot train under DistributedDataParallel; drop --nproc")
 
 
 def trained_world_size(run) -> int:
@@ -357,7 +358,7 @@ def _train(
         tracker.log_environment()
         tracker.log_dataset(data.ref.name, str(data.ref.root.resolve()), data.split.digest)
         echo(f"MLflow run {tracker.run_id} ({tracker.name}) in experiment {experiment!r}"
-             + (f", {ctx.world_size} processes." if ctx.distributed else "."))
+             + (f", {ctx.world_size} process{'es' if ctx.world_size > 1 else ''} (DDP)." if ctx.distributed else "."))
         distributed.broadcast(ctx, tracker.run_id)
     else:
         tracker = _NoTracker(distributed.broadcast(ctx, None))

@@ -18,7 +18,7 @@ from torch import nn
 from cgbench.config import Config
 from cgbench.errors import ConfigError
 from cgbench.models.networks import FewOutputConv2d, InstanceNorm, PatchDiscriminator, ResnetGenerator, init_weights
-from cgbench.speed import Halves, distributed_world_size, resolve_speed
+from cgbench.speed import Halves, in_process_group, resolve_speed
 
 
 class GANLoss(nn.Module):
@@ -150,13 +150,13 @@ class Method:
                 net.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = self.speed.cudnn_benchmark
-        distributed = distributed_world_size() > 1
+        distributed = in_process_group()
         if distributed and not self.supports_ddp:
-            raise ConfigError(f"method {self.name!r} cannot train on several processes; use --nproc 1")
+            raise ConfigError(f"method {self.name!r} cannot train under DistributedDataParallel; drop --nproc")
         for name, net in self.networks.items():
             if getattr(self, name, None) is not net:
                 if distributed:
-                    raise ConfigError(f"method {self.name!r} cannot train on several processes; use --nproc 1")
+                    raise ConfigError(f"method {self.name!r} cannot train under DistributedDataParallel; drop --nproc")
                 continue
             wrapped = net
             if distributed and any(p.requires_grad for p in net.parameters()):
