@@ -16,7 +16,7 @@ per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
   blocks; the highest is kept, since the floor is what the machine can do at its best), so the
   step's share of the compute floor (FLOPs / throughput, over the step time) is visible;
 * reports peak memory (RSS; and CUDA memory on a GPU);
-* times evaluation through the real path (:func:`cgbench.evaluate.stream` with the ``fcn``
+* times evaluation through the real path (:func:`cgbench.scoring.stream` with the ``fcn``
   evaluator): images per second through G and the FCN (an untrained FCN of the preset's
   architecture: same cost as a trained one), and the confusion-matrix update in megapixels/s.
 """
@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from cgbench.config import Config
-from cgbench.speed import PLAIN_SETTINGS
+from cgbench.speed import PLAIN_SETTINGS, accelerate
 
 
 BLOCK = 5  # timed steps of one path before switching to the other
@@ -216,7 +216,7 @@ def _build(config: Config, device: torch.device):
 
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, device)
-    method.accelerate()
+    accelerate(method)
     method.train(True)
     return method
 
@@ -230,7 +230,7 @@ def bench_preset(
     with_eval: bool = True,
     echo: Callable[[str], None] = print,
 ) -> PresetResult:
-    from cgbench.train import resolve_device
+    from cgbench.devices import resolve_device
 
     device = resolve_device(config.device)
     threads_before = torch.get_num_threads()
@@ -357,13 +357,13 @@ def measure_tracking(config: Config, preset: str, iters: int) -> dict[str, float
 def bench_eval(config: Config, device: torch.device, root: Path, max_images: int = 64, batch_size: int = 8,
                ) -> dict[str, float]:
     """Evaluation through the real streaming path: G then the FCN, and the confusion update."""
-    from cgbench.evaluate import load_val_split, stream
-    from cgbench.fcn import Segmenter
     from cgbench.methods import get_method
     from cgbench.models.segmenter import build_segmenter
-    from evaluators.base import EvalContext
+    from cgbench.scoring import evaluator, load_val_split, stream
+    from evaluators.base import EvalContext, Segmenter
     from evaluators.confusion import ConfusionMatrix
-    from evaluators.fcn import FCNScore
+
+    FCNScore = evaluator("fcn")  # the built-in, found through the entry points as any plugin is
 
     split = load_val_split(root, config.image_size)
     n = min(max_images, len(split.labels))

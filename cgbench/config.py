@@ -37,6 +37,7 @@ class Config:
     ndf: int = 64
     n_blocks: int = 6  # residual blocks of the ResNet generator (6 at 128 px, 9 at 256 px)
     n_layers_d: int = 3  # PatchGAN depth; 3 gives the 70x70 receptive field
+    norm: str = "auto"  # auto|instance|batch; auto: the method's own (pix2pix: batch; the others: instance)
     init_gain: float = 0.02
     # --- objective -------------------------------------------------------------------
     gan_mode: str = "lsgan"  # "lsgan" (the paper's) or "vanilla" (BCE)
@@ -70,7 +71,7 @@ class Config:
     batched_discriminator: str = "auto"  # auto|on|off: D judges real and fake in one batch
     tap_decomposition: str = "auto"  # auto|on|off: last layers (3 or 1 outputs) as 1x1 conv per tap + fold
     channels_last: str = "auto"  # auto|on|off: NHWC networks
-    amp: str = "auto"  # auto|bf16|off: bf16 autocast of the forward passes
+    amp: str = "off"  # off|bf16 (auto: off): bf16 autocast of every method's forward passes; fp32 is the paper's
     fused_adam: str = "auto"  # auto|on|off: torch's fused Adam
     compile_mode: str = "off"  # off|default|reduce-overhead|max-autotune[-no-cudagraphs]: torch.compile
     cudnn_benchmark: bool = True  # cudnn autotuning (CUDA only)
@@ -235,6 +236,8 @@ def validate(config: Config) -> None:
         )
     if config.gan_mode not in {"lsgan", "vanilla"}:
         raise ConfigError(f"gan_mode {config.gan_mode!r} is not one of: lsgan, vanilla")
+    if config.norm not in {"auto", "instance", "batch"}:
+        raise ConfigError(f"norm {config.norm!r} is not one of: auto, instance, batch")
     for key in ("batch_size", "ngf", "ndf", "log_every", "checkpoint_every", "n_layers_d"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")

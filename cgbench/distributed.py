@@ -204,6 +204,52 @@ def weights_digest(networks: dict[str, torch.nn.Module]) -> str:
     return h.hexdigest()
 
 
+# --- wrapping a method's networks ------------------------------------------------------------
+
+
+def _no_forward_buffer_sync() -> dict[str, bool]:
+    """DistributedDataParallel's switch for "do not broadcast buffers before every forward"
+    (the networks' norms keep no running statistics): ``forward_sync_buffers`` in the torch
+    versions that deprecate ``broadcast_buffers``."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+def wrap_networks(method, compile_mode: str = "off") -> None:
+    """Point the attributes a method's step calls (``method.G``, ``method.D_X``, ...) at its
+    networks wrapped in DistributedDataParallel when a process group is up (trainable networks
+    only), then in ``torch.compile`` unless ``compile_mode`` is ``off``.
+
+    ``method.networks`` keeps the plain modules: checkpoints hold their state dicts. A method
+    whose step calls views of its networks rather than the networks themselves cannot be wrapped
+    (``supports_ddp = False``) and is refused under DDP."""
+    from cgbench.errors import ConfigError
+
+    in_group = dist.is_available() and dist.is_initialized()
+    refusal = f"method {method.name!r} cannot train under DistributedDataParallel; drop --nproc"
+    if in_group and not method.supports_ddp:
+        raise ConfigError(refusal)
+    for name, net in method.networks.items():
+        if getattr(method, name, None) is not net:
+            if in_group:
+                raise ConfigError(refusal)
+            continue
+        wrapped = net
+        if in_group and any(p.requires_grad for p in net.parameters()):
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [method.device.index] if method.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(net, device_ids=ids, **_no_forward_buffer_sync())
+        if compile_mode != "off":
+            wrapped = torch.compile(wrapped, mode=compile_mode)
+        setattr(method, name, wrapped)
+
+
 # --- the local launcher: cgbench run --nproc N ---------------------------------------------
 
 

@@ -31,16 +31,17 @@ from torch import nn
 
 from cgbench.config import Config
 from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES
+from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.models.segmenter import SEGMENTER_ARCHS, build_segmenter
-from cgbench.tracking import CONFIG_ARTIFACT, TAG_PREFIX, RunTracker, get_run, load_run_checkpoint, search_runs
+from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, SCORE_METRICS, TAG_PREFIX, segmenter_input
+from cgbench.scoring import evaluator, score
+from cgbench.scoring.record import write_result
+from cgbench.scoring.sources import real_photos
+from cgbench.tracking import RunTracker, get_run, load_run_checkpoint, search_runs, start_run
 from evaluators.base import EvalContext, Result, Segmenter
-from evaluators.fcn import FCNScore, segmenter_input
 
-FCN_METHOD = "fcn"
 CHECKPOINT_FORMAT = 1
-GROUND_TRUTH_PREFIX = "eval/ground_truth"
-SCORE_KEYS = ("per_pixel_acc", "per_class_acc", "class_iou")
 
 
 def validate_fcn_config(config: Config) -> None:
@@ -138,7 +139,7 @@ def find_fcn_run(client, digest: str | None, image_size: int):
 
 def _ground_truth_of(run) -> dict[str, float]:
     metrics = run.data.metrics
-    return {k: metrics[f"{GROUND_TRUTH_PREFIX}/{k}"] for k in SCORE_KEYS if f"{GROUND_TRUTH_PREFIX}/{k}" in metrics}
+    return {k: metrics[f"{GROUND_TRUTH_PREFIX}/{k}"] for k in SCORE_METRICS if f"{GROUND_TRUTH_PREFIX}/{k}" in metrics}
 
 
 def _load_from_run(client, run, device: torch.device, arch: str | None) -> Segmenter:
@@ -217,14 +218,11 @@ def ground_truth_scores(model: nn.Module, split, image_size: int, device: torch.
                         progress: bool = False, n_samples: int = 4) -> tuple[Result, Any]:
     """The FCN score of the real validation photos (at the generator resolution, upsampled to the
     label resolution): the ceiling of the FCN score, the tables' "ground truth" row."""
-    from cgbench.evaluate import stream
-
     segmenter = Segmenter(model.eval(), source="training")
     context = EvalContext(split, image_size, device, batch_size, n_samples, loaders={"fcn": lambda: segmenter})
-    scorer = FCNScore(context)
-    real = {"labels2photo": lambda _inputs, index: split.photos[index].to(device)}
-    stats = stream([scorer], context, real, progress=progress, desc="ground truth")
-    return scorer.compute(), stats
+    scored = score(real_photos(split, image_size), [evaluator("fcn")], context, progress=progress,
+                   desc="ground truth")
+    return scored.results["fcn"], scored.stats
 
 
 def _lr_factor(step: int, total: int) -> float:
@@ -245,32 +243,49 @@ def train_fcn(
     echo: Callable[[str], None] = print,
 ) -> FCNTrainResult:
     """Train the evaluator FCN for ``config``'s data and image size; record it in MLflow."""
-    from tqdm.auto import tqdm
-
     from cgbench.data import datasets
     from cgbench.data.layouts import load_split
-    from cgbench.evaluate import write_result
-    from cgbench.train import resolve_device
 
     validate_fcn_config(config)
     device = resolve_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     ref = datasets.resolve(config.data, config.image_size, echo=echo)
-    size = config.image_size
-    train_split = load_split(ref.root, "train", photo_size=size)
+    train_split = load_split(ref.root, "train", photo_size=config.image_size)
     if not train_split.paired:
         raise DataError(f"the training split of {ref.root} pairs no photo with its labels; the FCN needs paired data")
-    val_split = load_split(ref.root, "val", photo_size=size)
-    n = len(train_split.photos)
-    steps_per_epoch = max(1, math.ceil(n / config.fcn_batch_size))
-    total = max(1, round(config.fcn_epochs * steps_per_epoch))
+    val_split = load_split(ref.root, "val", photo_size=config.image_size)
+    total = max(1, round(config.fcn_epochs * _steps_per_epoch(config, len(train_split.photos))))
+    tracker = _start_fcn_run(config, ref, train_split, val_split, total, tracking_uri, experiment, preset, run_name)
+    echo(f"MLflow run {tracker.run_id} ({tracker.name}) in experiment {experiment!r}: {config.fcn_arch} on "
+         f"{len(train_split.photos)} photos of {ref.root} at {config.image_size} px, {total} iterations.")
+    with tracker.ending():
+        torch.manual_seed(config.seed)
+        model = build_segmenter(config.fcn_arch, NUM_CLASSES, config.fcn_width).to(device)
+        t0 = time.perf_counter()
+        _fit(model, config, train_split, total, device, tracker, progress)
+        seconds = time.perf_counter() - t0
+        tracker.log_metrics({"perf/train_seconds": seconds}, total)
+        result, stats = ground_truth_scores(model, val_split, config.image_size, device,
+                                            max(1, config.fcn_batch_size), progress=progress)
+        tracker.save_checkpoint(checkpoint_state(model, config, total, result.metrics), total)
+        write_result(tracker, GROUND_TRUTH_PREFIX, result, total, {
+            "evaluator": "ground_truth", "direction": "labels2photo",
+            "description": "the FCN on real val photos, resized to the generator resolution and back",
+            "fcn_run_id": tracker.run_id, "val_digest": val_split.digest, "n_images": stats.images,
+            "generator_resolution": config.image_size, "label_resolution": list(val_split.labels.shape[-2:]),
+            "train_seconds": seconds,
+        })
+    return FCNTrainResult(tracker.run_id, total, seconds, result)
 
-    torch.manual_seed(config.seed)
-    model = build_segmenter(config.fcn_arch, NUM_CLASSES, config.fcn_width).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.fcn_lr, weight_decay=config.fcn_weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total))
 
+def _steps_per_epoch(config: Config, n: int) -> int:
+    return max(1, math.ceil(n / config.fcn_batch_size))
+
+
+def _start_fcn_run(config: Config, ref, train_split, val_split, total: int, tracking_uri: str | None,
+                   experiment: str, preset: str | None, run_name: str | None) -> RunTracker:
+    size = config.image_size
     tags = {
         TAG_PREFIX + "method": FCN_METHOD,
         TAG_PREFIX + "fcn_arch": config.fcn_arch,
@@ -281,44 +296,52 @@ def train_fcn(
         TAG_PREFIX + "preset": preset or "",
         TAG_PREFIX + "seed": str(config.seed),
     }
-    name = run_name or f"fcn-{config.fcn_arch}-{size}px-seed{config.seed}"
-    tracker = RunTracker.create(tracking_uri, experiment, name, tags)
-    fcn_keys = ("data", "image_size", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
-    tracker.log_params({**{k: getattr(config, k) for k in fcn_keys}, "total_iterations": total,
-                        "train_images": n, "val_images": len(val_split.labels),
-                        "label_resolution": "x".join(map(str, train_split.labels.shape[-2:][::-1]))})
-    tracker.log_json(config.to_dict(), CONFIG_ARTIFACT)
-    tracker.log_environment()
-    root_uri = str(ref.root.resolve())
-    tracker.log_dataset(ref.name, root_uri, train_split.digest, context="training")
-    tracker.log_dataset(ref.name + "-val", root_uri, val_split.digest, context="evaluation")
-    echo(f"MLflow run {tracker.run_id} ({name}) in experiment {experiment!r}: {config.fcn_arch} on {n} photos "
-         f"of {ref.root} at {size} px, {total} iterations.")
+    keys = ("data", "image_size", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
+    params = {**{k: getattr(config, k) for k in keys}, "total_iterations": total,
+              "train_images": len(train_split.photos), "val_images": len(val_split.labels),
+              "label_resolution": "x".join(map(str, train_split.labels.shape[-2:][::-1]))}
+    root = str(ref.root.resolve())
+    return start_run(tracking_uri, experiment, run_name or f"fcn-{config.fcn_arch}-{size}px-seed{config.seed}",
+                     tags, params, config.to_dict(),
+                     datasets=[(ref.name, root, train_split.digest, "training"),
+                               (ref.name + "-val", root, val_split.digest, "evaluation")])
 
-    photos, labels = train_split.photos, train_split.labels
-    label_hw = labels.shape[-2:]
-    bar = tqdm(total=total, disable=not progress, unit="it", desc="fcn", dynamic_ncols=True, leave=False)
-    t0 = time.perf_counter()
-    step = 0
-    try:
-        model.train()
+
+def _batch(config: Config, split, step: int, steps_per_epoch: int, device: torch.device):
+    """The photos (as the FCN sees them) and labels of ``step``: a seeded order per epoch, seeded
+    flips, and one seeded crop window per batch cut after the resize down and up."""
+    n, size = len(split.photos), config.fcn_batch_size
+    epoch, offset = divmod(step, steps_per_epoch)
+    order = np.random.default_rng([config.seed, 5, epoch]).permutation(n)
+    index = torch.from_numpy(order[offset * size : (offset + 1) * size])
+    x = split.photos[index].to(device, non_blocking=True)
+    y = split.labels[index].to(device, non_blocking=True)
+    flip = torch.from_numpy(np.random.default_rng([config.seed, 6, step]).random(len(index)) < 0.5).to(device)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    y = torch.where(flip[:, None, None], y.flip(-1), y)
+    hw = y.shape[-2:]
+    x = segmenter_input(x, hw)
+    if config.fcn_crop:
+        rng = np.random.default_rng([config.seed, 7, step])
+        ch, cw = min(config.fcn_crop, hw[0]), min(config.fcn_crop, hw[1])
+        top, left = int(rng.integers(0, hw[0] - ch + 1)), int(rng.integers(0, hw[1] - cw + 1))
+        x, y = x[..., top : top + ch, left : left + cw], y[..., top : top + ch, left : left + cw]
+    return x, y
+
+
+def _fit(model: nn.Module, config: Config, split, total: int, device: torch.device, tracker: RunTracker,
+         progress: bool) -> None:
+    """The FCN's training loop: AdamW, warm-up then cosine decay, cross-entropy with ignored pixels left out."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.fcn_lr, weight_decay=config.fcn_weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total))
+    steps_per_epoch = _steps_per_epoch(config, len(split.photos))
+    model.train()
+    with tqdm(total=total, disable=not progress, unit="it", desc="fcn", dynamic_ncols=True, leave=False) as bar:
         for step in range(total):
-            epoch, offset = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([config.seed, 5, epoch]).permutation(n)
-            index = torch.from_numpy(order[offset * config.fcn_batch_size : (offset + 1) * config.fcn_batch_size])
-            x = photos[index].to(device, non_blocking=True)
-            y = labels[index].to(device, non_blocking=True)
-            flip = torch.from_numpy(np.random.default_rng([config.seed, 6, step]).random(len(index)) < 0.5).to(device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            y = torch.where(flip[:, None, None], y.flip(-1), y)
-            x = segmenter_input(x, label_hw)
-            if config.fcn_crop:  # one random window per batch, cut after the resize-down-and-up
-                rng = np.random.default_rng([config.seed, 7, step])
-                ch, cw = min(config.fcn_crop, label_hw[0]), min(config.fcn_crop, label_hw[1])
-                top, left = int(rng.integers(0, label_hw[0] - ch + 1)), int(rng.integers(0, label_hw[1] - cw + 1))
-                x, y = x[..., top : top + ch, left : left + cw], y[..., top : top + ch, left : left + cw]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y.long(), ignore_index=IGNORE_INDEX)
+            x, y = _batch(config, split, step, steps_per_epoch, device)
+            loss = F.cross_entropy(model(x), y.long(), ignore_index=IGNORE_INDEX)
             if not torch.isfinite(loss):
                 if bool((y != IGNORE_INDEX).any()):
                     raise CgbenchError(f"the FCN loss became {loss.item()} at iteration {step + 1}; "
@@ -329,34 +352,8 @@ def train_fcn(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            value = loss.item()
-            tracker.log_metrics({"loss/fcn": value, "lr": scheduler.get_last_lr()[0]}, step + 1)
+            tracker.log_metrics({"loss/fcn": loss.item(), "lr": scheduler.get_last_lr()[0]}, step + 1)
             if (step + 1) % 100 == 0:
                 tracker.flush()
-            bar.set_postfix({"loss": f"{value:.3f}"}, refresh=False)
+            bar.set_postfix({"loss": f"{loss.item():.3f}"}, refresh=False)
             bar.update(1)
-        bar.close()
-        seconds = time.perf_counter() - t0
-        tracker.log_metrics({"perf/train_seconds": seconds}, total)
-        tracker.flush()
-
-        result, stats = ground_truth_scores(model, val_split, size, device, max(1, config.fcn_batch_size),
-                                            progress=progress)
-        tracker.save_checkpoint(checkpoint_state(model, config, total, result.metrics), total)
-        write_result(tracker, GROUND_TRUTH_PREFIX, result, total, {
-            "evaluator": "ground_truth", "direction": "labels2photo",
-            "description": "the FCN on real val photos, resized to the generator resolution and back",
-            "fcn_run_id": tracker.run_id, "val_digest": val_split.digest, "n_images": stats.images,
-            "generator_resolution": size, "label_resolution": list(val_split.labels.shape[-2:]),
-            "train_seconds": seconds,
-        })
-    except KeyboardInterrupt:
-        bar.close()
-        tracker.end("KILLED")
-        raise
-    except BaseException:
-        bar.close()
-        tracker.end("FAILED")
-        raise
-    tracker.end("FINISHED")
-    return FCNTrainResult(tracker.run_id, total, seconds, result)

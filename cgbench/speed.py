@@ -1,7 +1,12 @@
-"""How a training step runs fast: the speed settings, resolved per device, and the two-halves runner.
+"""How a training step runs fast: the speed settings, resolved per method and device, applied to
+its networks, and the two-halves runner.
 
-The speed keys of :class:`~cgbench.config.Config` change how a step is computed, never what it
-computes (a test runs the fast and the plain step from one seed and compares their losses):
+A method declares what its step can do (:attr:`cgbench.methods.base.Method.capabilities`: its
+generator objective has two independent halves; its discriminators judge real and fake through
+one shared loss); this layer decides, per method and device, which speed settings run, applies
+them (:func:`accelerate`) and records only what ran (:meth:`Speed.tags`). The speed keys of
+:class:`~cgbench.config.Config` change how a step is computed, never what it computes (a test
+runs the fast and the plain step from one seed and compares their losses):
 
 ``parallel_halves``
     CycleGAN's objective splits into two halves that share no activation: everything that
@@ -27,8 +32,11 @@ computes (a test runs the fast and the plain step from one seed and compares the
     for an NHWC input with an NHWC upstream gradient (:func:`channels_last_is_exact` checks the
     device at start-up; ``on`` where it fails is an error).
 ``amp``
-    bf16 autocast around the forward passes (the losses are computed in fp32 by autocast's
-    own rules; bf16 needs no gradient scaler).
+    bf16 autocast around every method's forward passes (each method marks them with
+    ``with self.autocast():``; the losses are computed in fp32 by autocast's own rules; bf16
+    needs no gradient scaler). Off unless asked for, on every device and for every method: the
+    paper's numbers are fp32, and a table must not mix precisions. The precision that ran is
+    recorded as the tag ``cgbench.precision``.
 ``fused_adam``
     torch's fused Adam kernel instead of the per-parameter loop.
 ``compile_mode``
@@ -37,7 +45,8 @@ computes (a test runs the fast and the plain step from one seed and compares the
     cudnn's autotuner (CUDA only).
 
 ``auto`` picks what measured fastest with ``cgbench bench`` on the device kind (see the
-README's speed section); the resolved values are recorded with every run.
+README's speed section), among what the method declared; the resolved values are recorded with
+every run.
 """
 
 from __future__ import annotations
@@ -45,8 +54,8 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Callable, TypeVar
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 
@@ -70,7 +79,13 @@ class Speed:
     cudnn_benchmark: bool = False
 
     def tags(self) -> dict[str, str]:
-        return {f"speed.{k}": str(v).lower() for k, v in asdict(self).items()}
+        """What ran, as run tags (without the ``cgbench.`` prefix)."""
+        return {**{f"speed.{k}": str(v).lower() for k, v in asdict(self).items()}, "precision": self.precision}
+
+    @property
+    def precision(self) -> str:
+        """The precision of the forward passes: ``fp32`` or ``bf16``."""
+        return "bf16" if self.amp == "bf16" else "fp32"
 
     def describe(self) -> str:
         on = [k if isinstance(v, bool) else f"{k}={v}" for k, v in asdict(self).items()
@@ -118,30 +133,35 @@ def channels_last_is_exact(device: torch.device) -> bool:
     return _CHANNELS_LAST_EXACT[key]
 
 
+#: What a method may declare it can do (:attr:`cgbench.methods.base.Method.capabilities`).
+INDEPENDENT_HALVES = "independent_halves"  # its generator objective splits into two halves sharing no activation
+SHARED_DISCRIMINATOR_LOSS = "shared_discriminator_loss"  # its Ds judge real and fake through one loss function
+CAPABILITIES = (INDEPENDENT_HALVES, SHARED_DISCRIMINATOR_LOSS)
+
+
 def in_process_group() -> bool:
     """This process trains as a rank of a DDP group (of any size, one included)."""
     dist = torch.distributed
     return dist.is_available() and dist.is_initialized()
 
 
-def resolve_speed(config, device: torch.device) -> Speed:
-    """The settings a run on ``device`` uses: each ``auto`` by device kind, by measurement."""
+def resolve_speed(config, device: torch.device, capabilities: frozenset[str] = frozenset()) -> Speed:
+    """The settings a method with ``capabilities`` uses on ``device``: each ``auto`` by device kind
+    (by measurement), and a setting the method cannot use is off whatever the config says."""
     cuda = device.type == "cuda"
     single = not in_process_group()
-    amp = config.amp
-    if amp == "auto":
-        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
+    halves = INDEPENDENT_HALVES in capabilities and not cuda and single
     return Speed(
-        # CPU: concurrent halves were 1.4-1.7x faster at the cpu preset and 1.1x at paper.
-        parallel_halves=_switch(config.parallel_halves, not cuda and single and torch.get_num_threads() >= 2)
-        and not cuda and single,
+        # CPU: concurrent halves were 1.4-1.7x faster at the cpu preset and 1.1x at paper. On a GPU
+        # and under DDP (one backward per step) the halves run one after the other.
+        parallel_halves=halves and _switch(config.parallel_halves, torch.get_num_threads() >= 2),
         # CPU: measured 2.5-3.6x faster per norm; GPU: not measured, so torch's instance norm.
         group_norm_kernel=_switch(config.group_norm_kernel, not cuda),
-        batched_discriminator=_switch(config.batched_discriminator, True),
+        batched_discriminator=SHARED_DISCRIMINATOR_LOSS in capabilities and _switch(config.batched_discriminator, True),
         # CPU: 1.8x (generator) and 4x (PatchGAN) faster fwd+bwd at 128 px; GPU: not measured.
         tap_decomposition=_switch(config.tap_decomposition, not cuda),
         channels_last=_channels_last(config.channels_last, device),
-        amp=amp,
+        amp="bf16" if config.amp == "bf16" else "off",  # auto is fp32: the paper's precision, on every device
         fused_adam=_switch(config.fused_adam, True),
         compile_mode=config.compile_mode,
         cudnn_benchmark=bool(config.cudnn_benchmark) and cuda,
@@ -158,8 +178,15 @@ def _channels_last(value: str, device: torch.device) -> bool:
     return exact and device.type == "cuda"  # CPU: NHWC is wrong there today; GPU: tensor cores want NHWC
 
 
-T = TypeVar("T")
-Half = Callable[[], "tuple[torch.Tensor, T]"]
+@dataclass
+class Half:
+    """One half of an objective: the scalar ``loss`` it adds, the loss ``terms`` it records, and
+    the image it generated (``fake``, detached), if any."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    fake: torch.Tensor | None = None
+
 
 _worker: ThreadPoolExecutor | None = None
 _worker_lock = threading.Lock()
@@ -175,22 +202,19 @@ def _shared_worker() -> ThreadPoolExecutor:
 
 
 class Halves:
-    """Runs the two halves of an objective and backpropagates them.
+    """Computes the two halves of an objective and backpropagates their sum.
 
-    A half is a function returning ``(objective, payload)``: the scalar it contributes to the
-    loss, and whatever the step needs later (fakes, loss terms). :meth:`backward` returns the
-    two payloads after the gradients of both objectives are accumulated.
-
-    Concurrently, each half runs on ``threads_each`` (half the threads there were at
-    construction): the second half on a background thread, the first on the calling thread,
-    which :meth:`pinned_threads` sets to ``threads_each`` for a whole training loop. (Changing
-    torch's thread count costs more than it saves when done every step: oneDNN re-creates its
-    kernels for the new count.)
+    :meth:`backward_sum` means ``a, b = first(), second(); (a.loss + b.loss).backward()``. When
+    ``concurrent``, each half runs its forward and backward pass at the same time as the other,
+    on ``threads_each`` threads (half the threads there were at construction): the second half on
+    a background thread, the first on the calling thread, which :meth:`pinned_threads` sets to
+    ``threads_each`` for a whole training loop. The gradients add up the same. (Changing torch's
+    thread count costs more than it saves when done every step: oneDNN re-creates its kernels
+    for the new count.)
     """
 
-    def __init__(self, concurrent: bool, autocast: Callable[[], contextlib.AbstractContextManager]):
+    def __init__(self, concurrent: bool):
         self.concurrent = concurrent
-        self.autocast = autocast
         self.threads_each = max(1, torch.get_num_threads() // 2)
 
     @contextlib.contextmanager
@@ -205,29 +229,55 @@ class Halves:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 
-    def _forward(self, half: Half) -> tuple[torch.Tensor, T]:
-        with self.autocast():
-            return half()
-
-    def backward(self, first: Half, second: Half) -> tuple[T, T]:
+    def backward_sum(self, first: Callable[[], Half], second: Callable[[], Half]) -> tuple[Half, Half]:
         if not self.concurrent:
-            (a, payload_a), (b, payload_b) = self._forward(first), self._forward(second)
-            (a + b).backward()
-            return payload_a, payload_b
+            a, b = first(), second()
+            (a.loss + b.loss).backward()
+            return a, b
 
-        def run(half: Half) -> T:
-            objective, payload = self._forward(half)
-            objective.backward()
-            return payload
+        def run(half: Callable[[], Half]) -> Half:
+            result = half()
+            result.loss.backward()
+            return result
 
-        def run_in_background(half: Half) -> T:
+        def run_in_background(half: Callable[[], Half]) -> Half:
             if torch.get_num_threads() != self.threads_each:  # once per background thread and count
                 torch.set_num_threads(self.threads_each)
             return run(half)
 
         pending = _shared_worker().submit(run_in_background, second)
         try:
-            payload_a = run(first)
+            a = run(first)
         finally:
-            payload_b = pending.result()
-        return payload_a, payload_b
+            b = pending.result()
+        return a, b
+
+
+# --- applying the settings to a method's networks ----------------------------------------------
+
+
+def apply_kernels(networks, speed: Speed, device: torch.device) -> None:
+    """The settings that swap kernels or layouts inside the networks (never their maths): the
+    norm and last-layer kernels, the memory format, and cudnn's autotuner."""
+    from cgbench.models.networks import FewOutputConv2d, InstanceNorm
+
+    for net in networks:
+        for module in net.modules():
+            if isinstance(module, InstanceNorm):
+                module.group_norm_kernel = speed.group_norm_kernel
+            if isinstance(module, FewOutputConv2d):
+                module.tap_decomposition = speed.tap_decomposition
+        if speed.channels_last:
+            net.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = speed.cudnn_benchmark
+
+
+def accelerate(method) -> None:
+    """Apply ``method.speed`` to the method's built networks: the kernels (:func:`apply_kernels`),
+    then DistributedDataParallel when a process group is up and torch.compile
+    (:func:`cgbench.distributed.wrap_networks`)."""
+    from cgbench.distributed import wrap_networks
+
+    apply_kernels(method.networks.values(), method.speed, method.device)
+    wrap_networks(method, method.speed.compile_mode)

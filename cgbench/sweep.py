@@ -42,10 +42,10 @@ import yaml
 
 from cgbench.config import Config, PRESETS, apply_overrides, resolve, valid_keys
 from cgbench.errors import CgbenchError, ConfigError
+from cgbench.protocol import SWEEP_METHOD
+from cgbench.protocol import TAG_PREFIX as TAG
 
 SPEC_KEYS = ("name", "description", "tables", "preset", "seeds", "evaluators", "set", "rows", "experiment")
-SWEEP_METHOD = "sweep"
-TAG = "cgbench."
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,13 @@ def estimate_seconds(config: Config, steps: int = 3) -> float:
     import torch
 
     from cgbench.methods import get_method
-    from cgbench.train import resolve_device
+    from cgbench.devices import resolve_device
+    from cgbench.speed import accelerate
 
     device = resolve_device(config.device)
     torch.manual_seed(0)
     method = get_method(config.method)(config, device)
-    method.accelerate()
+    accelerate(method)
     x = torch.rand(config.batch_size, 3, config.image_size, config.image_size, device=device) * 2 - 1
     with method.halves.pinned_threads():
         method.train_step(x, x)  # warm-up
@@ -168,14 +169,14 @@ def estimate_seconds(config: Config, steps: int = 3) -> float:
 def _train_images(config: Config) -> int:
     """How many training images an epoch has, counted without decoding (1000 if not generated yet)."""
     from cgbench.data.datasets import SYNTHCITY, default_synthcity_dir
+    from cgbench.data.layouts import count_photos
 
     data = config.data
     root = default_synthcity_dir(config.image_size) if data == SYNTHCITY else Path(data)
-    for pattern in ("leftImg8bit/train/*/*.png", "train/*.*", "trainA/*.*"):
-        count = sum(1 for _ in root.glob(pattern))
-        if count:
-            return count
-    return 1000
+    try:
+        return count_photos(root, "train") or 1000
+    except CgbenchError:
+        return 1000
 
 
 def _fmt_seconds(seconds: float) -> str:

@@ -11,6 +11,7 @@ folder when it is local (the common case) and uploaded otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import unquote, urlparse
 
 import torch
@@ -34,12 +35,12 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
+from cgbench.checkpoints import CheckpointStore, local_path
 from cgbench.errors import CgbenchError
+from cgbench.protocol import TAG_PREFIX
 
-TAG_PREFIX = "cgbench."
 CONFIG_ARTIFACT = "config.json"  # every run's full resolved config
-CHECKPOINT_DIR = "checkpoints"
-KEPT_CHECKPOINTS = 2
+BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 1000}  # MLflow's limits per log_batch call
 PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "cityscapesScripts", "cgbench")
 
 
@@ -105,15 +106,6 @@ class _FolderSource(DatasetSource):
         return cls(source_dict["uri"])
 
 
-def _local_path(uri: str) -> Path | None:
-    """The filesystem path of a local artifact URI, or None for a remote store."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
-        return Path(uri)
-    return None
-
 
 class RunTracker:
     """One MLflow run: created fresh or reopened for ``--resume``."""
@@ -148,6 +140,22 @@ class RunTracker:
         self.flush()
         self.client.set_terminated(self.run_id, status=status)
 
+    @contextlib.contextmanager
+    def ending(self) -> Iterator[RunTracker]:
+        """Ends the run with the status its block deserves: FINISHED when the block returns; KILLED
+        for Ctrl-C or SIGTERM (``KeyboardInterrupt``, or an exception whose ``run_status`` is
+        ``"KILLED"``); FAILED for any other exception, whose message is recorded as the tag
+        ``cgbench.failure`` when it carries ``record_failure``. The exception is re-raised."""
+        try:
+            yield self
+        except BaseException as exc:
+            status = getattr(exc, "run_status", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            if getattr(exc, "record_failure", False):
+                self.set_tags({TAG_PREFIX + "failure": str(exc)})
+            self.end(status)
+            raise
+        self.end("FINISHED")
+
     @property
     def run(self):
         return self.client.get_run(self.run_id)
@@ -157,13 +165,17 @@ class RunTracker:
         return self.run.data.tags.get(MLFLOW_RUN_NAME, self.run_id)
 
     # --- params, tags, inputs ------------------------------------------------------
+    def _log_batch(self, kind: str, items: list) -> None:
+        """``items`` (metrics, params or tags) in as many ``log_batch`` calls as MLflow's limits need."""
+        size = BATCH_LIMITS[kind]
+        for start in range(0, len(items), size):
+            self.client.log_batch(self.run_id, **{kind: items[start : start + size]}, synchronous=True)
+
     def log_params(self, params: dict[str, Any]) -> None:
-        items = [Param(k, str(v)) for k, v in params.items()]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[start : start + 100], synchronous=True)
+        self._log_batch("params", [Param(k, str(v)) for k, v in params.items()])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+        self._log_batch("tags", [RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_dataset(self, name: str, source_uri: str, digest: str, context: str = "training") -> None:
         dataset = MetaDataset(source=_FolderSource(source_uri), name=name, digest=digest)
@@ -184,8 +196,7 @@ class RunTracker:
     def flush(self) -> None:
         """Write every buffered metric (MLflow takes at most 1000 per batch)."""
         buffer, self._buffer = self._buffer, []
-        for start in range(0, len(buffer), 1000):
-            self.client.log_batch(self.run_id, metrics=buffer[start : start + 1000], synchronous=True)
+        self._log_batch("metrics", buffer)
 
     def log_result_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record a result (e.g. evaluation scores) so that re-computing it replaces it.
@@ -209,8 +220,7 @@ class RunTracker:
             else:
                 timestamp = max([now] + [m.timestamp + 1 for m in at_step])
             batch.append(Metric(key, value, timestamp, step))
-        for start in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000], synchronous=True)
+        self._log_batch("metrics", batch)
 
     def read_json(self, name: str) -> Any:
         """A JSON artifact of this run, or None when it has none."""
@@ -224,7 +234,7 @@ class RunTracker:
     # --- artifacts -------------------------------------------------------------------
     @property
     def artifact_dir(self) -> Path | None:
-        return _local_path(self.run.info.artifact_uri)
+        return local_path(self.run.info.artifact_uri)
 
     def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
@@ -264,46 +274,52 @@ class RunTracker:
                 path.unlink() if path.is_file() else path.rmdir()
             target.rmdir()
 
+    def replace_folder(self, folder: Path, artifact_path: str) -> None:
+        """The files of a local ``folder`` as the artifacts under ``artifact_path``, replacing
+        what was there."""
+        self.delete_artifacts(artifact_path)
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
     # --- checkpoints -----------------------------------------------------------------
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        return CheckpointStore(self.client, self.run_id, self.artifact_dir)
+
     def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
-        """Write ``checkpoints/step_XXXXXXXX.pt`` atomically; keep the newest two."""
-        name = f"step_{step:08d}.pt"
-        local = self.artifact_dir
-        if local is not None:
-            folder = local / CHECKPOINT_DIR
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
-                torch.save(state, tmp)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp.name, folder / name)
-            for old in sorted(folder.glob("step_*.pt"))[:-KEPT_CHECKPOINTS]:
-                old.unlink()
-        else:
-            with tempfile.TemporaryDirectory() as tmpdir:
-                path = Path(tmpdir) / name
-                torch.save(state, path)
-                self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
+        self.checkpoints.save(state, step)
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
         """The newest readable checkpoint, or None when the run has none."""
-        return load_run_checkpoint(self.client, self.run_id, map_location)
+        return self.checkpoints.load_newest(map_location)
+
+
+def start_run(
+    tracking_uri: str | None,
+    experiment: str,
+    name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+    config: dict[str, Any],
+    datasets: list[tuple[str, str, str, str]] = (),
+    parent_run_id: str | None = None,
+) -> RunTracker:
+    """A new run with everything a run records at its start: tags (and the code version), params,
+    the full resolved config as ``config.json``, the package versions, and its datasets as MLflow
+    inputs, each ``(name, folder, digest, context)``."""
+    tracker = RunTracker.create(tracking_uri, experiment, name, tags, parent_run_id=parent_run_id)
+    tracker.log_params(params)
+    tracker.log_json(config, CONFIG_ARTIFACT)
+    tracker.log_environment()
+    for dataset_name, folder, digest, context in datasets:
+        tracker.log_dataset(dataset_name, folder, digest, context=context)
+    return tracker
 
 
 def load_run_checkpoint(
     client: MlflowClient, run_id: str, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any] | None:
-    """The newest checkpoint of a run that loads (an older one when the newest was cut short)."""
-    files = client.list_artifacts(run_id, CHECKPOINT_DIR)
-    names = sorted((f.path for f in files if f.path.endswith(".pt")), reverse=True)
-    with tempfile.TemporaryDirectory() as tmpdir:
-        for name in names:
-            path = client.download_artifacts(run_id, name, tmpdir)
-            try:
-                return torch.load(path, map_location=map_location, weights_only=True)
-            except (RuntimeError, EOFError, OSError, ValueError):
-                continue  # a partially written file: fall back to the previous checkpoint
-    return None
+    """The newest checkpoint of a run that loads (an older one when the newest cannot be read)."""
+    return CheckpointStore(client, run_id).load_newest(map_location)
 
 
 def read_run_json(client: MlflowClient, run_id: str, name: str) -> Any:

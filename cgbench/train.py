@@ -17,12 +17,14 @@ differ.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -32,10 +34,13 @@ from cgbench.data import datasets
 from cgbench.data.labels import colorize
 from cgbench.data.layouts import Split, load_split
 from cgbench.data.sampler import PairedSampler, UnpairedSampler, to_uint8, to_unit_range
+from cgbench.devices import resolve_device
 from cgbench.errors import ConfigError, DataError
 from cgbench.methods import get_method
 from cgbench.methods.base import Method
-from cgbench.tracking import CONFIG_ARTIFACT, TAG_PREFIX, RunTracker, client_for, get_run, recorded_config
+from cgbench.protocol import TAG_PREFIX
+from cgbench.speed import accelerate
+from cgbench.tracking import RunTracker, client_for, get_run, recorded_config, start_run
 
 WORLD_SIZE_TAG = TAG_PREFIX + "world_size"  # processes the run trains on; resuming needs as many
 DIGESTS_TAG = TAG_PREFIX + "ddp_weight_digests"  # per rank, the 12-hex prefix of its weights' sha256
@@ -43,6 +48,8 @@ DIGESTS_TAG = TAG_PREFIX + "ddp_weight_digests"  # per rank, the 12-hex prefix o
 
 class NonFiniteLoss(Exception):
     """A loss term became NaN or infinite; the run is marked FAILED."""
+
+    record_failure = True  # the message becomes the run's cgbench.failure tag
 
     def __init__(self, iteration: int, term: str, value: float):
         super().__init__(f"loss term {term!r} is {value} at iteration {iteration}; the run is marked FAILED "
@@ -53,6 +60,8 @@ class NonFiniteLoss(Exception):
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM: the run was checkpointed and marked KILLED."""
 
+    run_status = "KILLED"
+
     def __init__(self, run_id: str, iteration: int):
         super().__init__(f"interrupted at iteration {iteration}; checkpointed. Continue with: "
                          f"cgbench run --resume {run_id}")
@@ -61,6 +70,8 @@ class Interrupted(Exception):
 
 class RanksDiverged(Exception):
     """The processes of a distributed run hold different weights; the run is marked FAILED."""
+
+    record_failure = True
 
     def __init__(self, iteration: int, digests: list[str]):
         super().__init__(f"the {len(digests)} processes hold different weights at iteration {iteration} "
@@ -93,6 +104,10 @@ class _NoTracker:
     def end(self, status: str = "FINISHED") -> None:
         pass
 
+    @contextlib.contextmanager
+    def ending(self) -> Iterator[_NoTracker]:
+        yield self
+
 
 @dataclass
 class TrainResult:
@@ -103,18 +118,6 @@ class TrainResult:
     data_fraction: float  # share of loop time spent producing batches
     log_fraction: float  # share of loop time spent recording metrics (buffering and flushes)
     checkpoint_seconds: float  # writing checkpoints and sample grids (including the flush before each)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for but no CUDA GPU is available; use --set device=auto")
-    return device
 
 
 def total_iterations(config: Config, steps_per_epoch: int) -> int:
@@ -212,41 +215,44 @@ def run_tags(config: Config, ref: datasets.DatasetRef, split: Split, preset: str
     }
 
 
-def train(
-    config: Config,
-    tracking_uri: str | None = None,
-    experiment: str = "cgbench",
-    preset: str | None = None,
-    resume_run_id: str | None = None,
-    parent_run_id: str | None = None,
-    run_name: str | None = None,
-    tags: dict[str, str] | None = None,
-    progress: bool = True,
-    echo: Callable[[str], None] = print,
-    on_progress: Callable[[int, int], None] | None = None,
-    device: str | None = None,
-) -> TrainResult:
-    """Train ``config`` (or continue ``resume_run_id``) and record it in MLflow.
+@dataclass(frozen=True)
+class TrainRequest:
+    """What :func:`train` is asked to do: train ``config`` as a new run, or continue
+    ``resume_run_id`` with its recorded config."""
 
-    ``device``, if given, replaces the config's device (sweeps place their children on GPUs).
+    config: Config | None
+    tracking_uri: str | None = None
+    experiment: str = "cgbench"
+    preset: str | None = None
+    resume_run_id: str | None = None
+    parent_run_id: str | None = None  # a sweep's parent run: the new run is its child
+    run_name: str | None = None
+    tags: dict[str, str] | None = None
+    progress: bool = True
+    echo: Callable[[str], None] = print
+    on_progress: Callable[[int, int], None] | None = None  # (iteration, total) every log_every iterations
+    device: str | None = None  # replaces the config's device (sweeps place their children on GPUs)
 
-    ``on_progress(iteration, total)``, if given, is called every ``log_every`` iterations (sweeps
-    use it to show the progress of the whole plan). When the environment describes a process
-    group (torchrun, or ``cgbench run --nproc``), this process joins it and trains as its rank."""
-    world_size = distributed.requested_world_size()
+
+def train(config: Config | None, **request: Any) -> TrainResult:
+    """Train ``config`` (or continue ``resume_run_id``) and record it in MLflow; the keywords are
+    the fields of :class:`TrainRequest`.
+
+    When the environment describes a process group (torchrun, or ``cgbench run --nproc``), this
+    process joins it and trains as its rank."""
+    req = TrainRequest(config, **request)
     resumed_run = None
-    if resume_run_id:
-        client = client_for(tracking_uri)
-        resumed_run = get_run(client, resume_run_id)
-        check_resume_world_size(resumed_run, world_size)
-        config = recorded_config(client, resume_run_id, "resumed")
-    if device is not None:
-        config = config.replace(device=device)
+    if req.resume_run_id:
+        client = client_for(req.tracking_uri)
+        resumed_run = get_run(client, req.resume_run_id)
+        check_resume_world_size(resumed_run, distributed.requested_world_size())
+        config = recorded_config(client, req.resume_run_id, "resumed")
+    if req.device is not None:
+        config = config.replace(device=req.device)
     validate(config)
     check_method(config.method, distributed.env_describes_group())  # unknown method: fail before touching data
     with distributed.process_group(config.device) as ctx:
-        return _train(config, ctx, tracking_uri, experiment, preset, resumed_run, parent_run_id, run_name, tags,
-                      progress, echo, on_progress)
+        return _train(req, config, ctx, resumed_run)
 
 
 def check_method(name: str, in_group: bool) -> None:
@@ -277,24 +283,19 @@ def _silent(*_: object) -> None:
     pass
 
 
-def _train(
-    config: Config,
-    ctx: distributed.Context,
-    tracking_uri: str | None,
-    experiment: str,
-    preset: str | None,
-    resumed_run,
-    parent_run_id: str | None,
-    run_name: str | None,
-    tags: dict[str, str] | None,
-    progress: bool,
-    echo: Callable[[str], None],
-    on_progress: Callable[[int, int], None] | None,
-) -> TrainResult:
-    """The body of :func:`train`, as rank ``ctx.rank`` of ``ctx.world_size``."""
-    resume_run_id = resumed_run.info.run_id if resumed_run is not None else None
-    if not ctx.is_main:
-        echo, progress, on_progress = _silent, False, None
+@dataclass
+class Setup:
+    """Everything a run trains with, built before the run is opened."""
+
+    device: torch.device
+    data: TrainingData
+    method: Method
+    sampler: UnpairedSampler | PairedSampler
+    total: int
+
+
+def prepare(config: Config, ctx: distributed.Context, echo: Callable[[str], None]) -> Setup:
+    """Device and threads, the training data, the method (with its speed settings), the sampler."""
     device = resolve_device(config.device)
     if ctx.distributed and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
@@ -303,173 +304,202 @@ def _train(
     elif ctx.distributed and device.type == "cpu":  # the local processes share the cores
         local = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
-
     with distributed.rank_zero_first(ctx):  # rank 0 generates SynthCity if it is missing
         data = load_training_data(config, echo=echo)
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, device)
     check_network_input(method, config)
-    method.accelerate()
+    accelerate(method)
     sampler = (PairedSampler if method.paired else UnpairedSampler)(
         data.labels_rgb, data.photos, config.image_size, config.batch_size, config.seed, config.flip, config.disjoint,
         rank=ctx.rank, world_size=ctx.world_size,
     )
-    total = total_iterations(config, sampler.steps_per_epoch)
+    return Setup(device, data, method, sampler, total_iterations(config, sampler.steps_per_epoch))
 
-    def set_learning_rate(iteration: int) -> float:
+
+def open_run(req: TrainRequest, config: Config, ctx: distributed.Context, setup: Setup, resumed_run):
+    """The run this process writes to — new (also a sweep's child) or resumed from its newest
+    checkpoint — as ``(tracker, first iteration, last iteration MLflow already holds)``. Only rank
+    0 writes: the other ranks get a :class:`_NoTracker` with the run's id."""
+    if resumed_run is not None:
+        return _resume_run(req, ctx, setup, resumed_run)
+    if not ctx.is_main:
+        return _NoTracker(distributed.broadcast(ctx, None)), 0, -1
+    data, method = setup.data, setup.method
+    tags = {**run_tags(config, data.ref, data.split, req.preset),
+            **{TAG_PREFIX + k: v for k, v in {**method.extra_tags(), **method.speed.tags()}.items()},
+            WORLD_SIZE_TAG: str(ctx.world_size), **(req.tags or {})}
+    params = {**config.to_dict(), "total_iterations": setup.total, "train_images": len(data.photos)}
+    tracker = start_run(req.tracking_uri, req.experiment, req.run_name or _default_run_name(config), tags, params,
+                        config.to_dict(), [(data.ref.name, str(data.ref.root.resolve()), data.split.digest,
+                                            "training")], parent_run_id=req.parent_run_id)
+    req.echo(f"MLflow run {tracker.run_id} ({tracker.name}) in experiment {req.experiment!r}"
+             + (f", {ctx.world_size} process{'es' if ctx.world_size > 1 else ''} (DDP)." if ctx.distributed else "."))
+    distributed.broadcast(ctx, tracker.run_id)
+    return tracker, 0, -1
+
+
+def _resume_run(req: TrainRequest, ctx: distributed.Context, setup: Setup, resumed_run):
+    run_id = resumed_run.info.run_id
+    if resumed_run.data.tags.get(TAG_PREFIX + "dataset_digest") != setup.data.split.digest:
+        raise DataError(f"the data at {setup.data.ref.root} differs from the data run {run_id} was trained on "
+                        "(dataset digest changed); resume with the original dataset")
+    tracker = RunTracker.reopen(req.tracking_uri, run_id) if ctx.is_main else _NoTracker(run_id)
+    # Rank 0 reads the checkpoint and sends it to the others (on the CPU: it travels pickled).
+    state = tracker.load_checkpoint(map_location="cpu" if ctx.distributed else setup.device) if ctx.is_main else None
+    state = distributed.broadcast(ctx, state)
+    start = 0
+    if state is not None:
+        load_training_state(setup.method, state, ctx)
+        start = state["iteration"]
+    last_logged = tracker.last_logged_step("loss/" + setup.method.terms[0]) if ctx.is_main else -1
+    req.echo(f"Resuming run {run_id} at iteration {start} of {setup.total}.")
+    return tracker, start, last_logged
+
+
+def _train(req: TrainRequest, config: Config, ctx: distributed.Context, resumed_run) -> TrainResult:
+    """The body of :func:`train`, as rank ``ctx.rank`` of ``ctx.world_size``."""
+    if not ctx.is_main:
+        req = dataclasses.replace(req, echo=_silent, progress=False, on_progress=None)
+    setup = prepare(config, ctx, req.echo)
+    tracker, start, last_logged = open_run(req, config, ctx, setup, resumed_run)
+    if start >= setup.total:
+        tracker.end("FINISHED")
+        return TrainResult(tracker.run_id, start, "FINISHED", math.nan, 0.0, 0.0, 0.0)
+    loop = Loop(config, ctx, setup, tracker, last_logged)
+    with tracker.ending():
+        loop.run(start, req.progress, req.on_progress)
+        loop.log_samples(setup.total)
+    return loop.result()
+
+
+class Timers(dict):
+    """Seconds spent per part of the loop, added up with ``with timers("part"):``."""
+
+    @contextlib.contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[part] = self.get(part, 0.0) + time.perf_counter() - start
+
+
+class Loop:
+    """The training loop of one run: batch → train_step → log → checkpoint, with the schedule,
+    stop requests and (under DDP) the ranks kept in step."""
+
+    def __init__(self, config: Config, ctx: distributed.Context, setup: Setup, tracker, last_logged: int):
+        self.config, self.ctx, self.setup, self.tracker = config, ctx, setup, tracker
+        self.method, self.total, self.last_logged = setup.method, setup.total, last_logged
+        self.timers = Timers()
+        self.windows: list[float] = []  # seconds per iteration, per logged window
+        self._window = (time.perf_counter(), 0)  # (start time, first iteration) of the current window
+        self.iteration = self.checkpointed = 0
+        images = setup.data
+        self.sample_x = to_unit_range(_center_crop(images.labels_rgb[:4], config.image_size)).to(setup.device)
+        self.sample_y = to_unit_range(_center_crop(images.photos[:4], config.image_size)).to(setup.device)
+
+    def run(self, start: int, progress: bool, on_progress: Callable[[int, int], None] | None) -> None:
+        from tqdm.auto import tqdm
+
+        c, method, sampler = self.config, self.method, self.setup.sampler
+        self.iteration = self.checkpointed = start
+        self._window = (time.perf_counter(), start)
+        method.train(True)
+        with tqdm(total=self.total, initial=start, disable=not progress, unit="it", dynamic_ncols=True,
+                  leave=False) as bar, _StopRequest() as stop, method.halves.pinned_threads():
+            try:
+                for step in range(start, self.total):
+                    with self.timers("loop"):
+                        with self.timers("data"):
+                            x, y = sampler.batch(step, self.setup.device)
+                        lr = self.set_learning_rate(step)
+                        losses = method.train_step(x, y)
+                        self.iteration = step + 1
+                        if self.iteration % c.log_every == 0 or self.iteration == self.total:
+                            with self.timers("log"):
+                                self.log(losses, lr, bar)
+                            if on_progress is not None:
+                                on_progress(self.iteration, self.total)
+                        with self.timers("checkpoint"):
+                            self.checkpoint_and_sample()
+                    bar.update(1)
+                    if distributed.any_rank(self.ctx, stop.requested):  # all ranks stop after the same iteration
+                        raise _AgreedStop
+            except (KeyboardInterrupt, _AgreedStop) as exc:
+                self.interrupted(agreed=isinstance(exc, _AgreedStop))
+
+    def set_learning_rate(self, iteration: int) -> float:
         """The schedule is a pure function of the iteration, so resuming needs only the iteration."""
-        lr = config.lr * lr_factor(iteration, total, config.decay_fraction)
-        for optimizer in method.optimizers.values():
+        lr = self.config.lr * lr_factor(iteration, self.total, self.config.decay_fraction)
+        for optimizer in self.method.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr
         return lr
 
-    start, last_logged = 0, -1
-    if resume_run_id:
-        if resumed_run.data.tags.get(TAG_PREFIX + "dataset_digest") != data.split.digest:
-            raise DataError(
-                f"the data at {data.ref.root} differs from the data run {resume_run_id} was trained on "
-                "(dataset digest changed); resume with the original dataset"
-            )
-        tracker = RunTracker.reopen(tracking_uri, resume_run_id) if ctx.is_main else _NoTracker(resume_run_id)
-        # Rank 0 reads the checkpoint and sends it to the others (on the CPU: it travels pickled).
-        state = tracker.load_checkpoint(map_location="cpu" if ctx.distributed else device) if ctx.is_main else None
-        state = distributed.broadcast(ctx, state)
-        if state is not None:
-            load_training_state(method, state, ctx)
-            start = state["iteration"]
-        if ctx.is_main:
-            last_logged = tracker.last_logged_step("loss/" + method.terms[0])
-        echo(f"Resuming run {resume_run_id} at iteration {start} of {total}.")
-        if start >= total:
-            tracker.end("FINISHED")
-            return TrainResult(tracker.run_id, start, "FINISHED", math.nan, 0.0, 0.0, 0.0)
-    elif ctx.is_main:
-        tracker = RunTracker.create(
-            tracking_uri, experiment, run_name or _default_run_name(config),
-            {**run_tags(config, data.ref, data.split, preset),
-             **{TAG_PREFIX + k: v for k, v in {**method.extra_tags(), **method.speed.tags()}.items()},
-             WORLD_SIZE_TAG: str(ctx.world_size),
-             **(tags or {})},
-            parent_run_id=parent_run_id,
-        )
-        tracker.log_params({**config.to_dict(), "total_iterations": total, "train_images": len(data.photos)})
-        tracker.log_json(config.to_dict(), CONFIG_ARTIFACT)
-        tracker.log_environment()
-        tracker.log_dataset(data.ref.name, str(data.ref.root.resolve()), data.split.digest)
-        echo(f"MLflow run {tracker.run_id} ({tracker.name}) in experiment {experiment!r}"
-             + (f", {ctx.world_size} process{'es' if ctx.world_size > 1 else ''} (DDP)." if ctx.distributed else "."))
-        distributed.broadcast(ctx, tracker.run_id)
-    else:
-        tracker = _NoTracker(distributed.broadcast(ctx, None))
+    def log(self, losses: dict[str, torch.Tensor], lr: float, bar) -> None:
+        """Every loss term (under DDP the mean over the ranks, so every rank sees the same numbers),
+        the learning rate and the seconds per iteration; iterations MLflow holds are not re-recorded."""
+        values = dict(zip(losses, distributed.mean(self.ctx, torch.stack(list(losses.values()))).tolist()))
+        for term, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLoss(self.iteration, term, value)
+        now = time.perf_counter()
+        sec_per_iter = (now - self._window[0]) / max(1, self.iteration - self._window[1])
+        self.windows.append(sec_per_iter)
+        self._window = (now, self.iteration)
+        if self.iteration > self.last_logged:
+            metrics = {f"loss/{k}": v for k, v in values.items()}
+            self.tracker.log_metrics({**metrics, "lr": lr, "perf/sec_per_iter": sec_per_iter}, self.iteration)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if v}, refresh=False)
 
-    sample_x = to_unit_range(_center_crop(data.labels_rgb[:4], config.image_size)).to(device)
-    sample_y = to_unit_range(_center_crop(data.photos[:4], config.image_size)).to(device)
+    def checkpoint_and_sample(self) -> None:
+        i, c = self.iteration, self.config
+        if i % c.checkpoint_every == 0 or i == self.total:
+            self.checkpoint()
+        if c.sample_every and i % c.sample_every == 0 and i != self.total:
+            self.log_samples(i)
 
-    timers = {"data": 0.0, "log": 0.0, "checkpoint": 0.0, "loop": 0.0}
-    checkpointed = {"iteration": start}
-
-    def checkpoint(iteration: int) -> None:
-        """Collective under DDP: every rank calls it after the same iteration."""
-        t = time.perf_counter()
-        tracker.flush()  # metrics up to `iteration` are recorded before the checkpoint that covers them
-        timers["log"] += time.perf_counter() - t
-        state = {
-            "iteration": iteration,
-            "config": config.to_dict(),
-            "method": method.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
+    def checkpoint(self) -> None:
+        """Collective under DDP: every rank calls it after the same iteration. Metrics up to the
+        iteration are recorded before the checkpoint that covers them."""
+        with self.timers("log"):
+            self.tracker.flush()
+        ctx, method = self.ctx, self.method
+        state = {"iteration": self.iteration, "config": self.config.to_dict(), "method": method.state_dict(),
+                 "torch_rng": torch.get_rng_state()}
         if ctx.distributed:
-            verify_same_weights(ctx, method, tracker, iteration)
+            verify_same_weights(ctx, method, self.tracker, self.iteration)
             state["world_size"] = ctx.world_size
             state["ranks"] = distributed.gather(ctx, rank_state(method))
-        tracker.save_checkpoint(state, iteration)
-        checkpointed["iteration"] = iteration
+        self.tracker.save_checkpoint(state, self.iteration)
+        self.checkpointed = self.iteration
 
-    def log_samples(iteration: int) -> None:
-        if ctx.is_main:
-            tracker.log_image_rows(_sample_rows(method, sample_x, sample_y), f"samples/iter_{iteration:08d}.png")
+    def interrupted(self, agreed: bool) -> None:
+        """Ctrl-C or SIGTERM: checkpoint where the ranks stopped together, then raise
+        :class:`Interrupted`. A second Ctrl-C stops a rank of a DDP run at once, mid-iteration: the
+        ranks are out of step and cannot checkpoint together; the run resumes from its last checkpoint."""
+        if self.ctx.distributed and not agreed:
+            raise Interrupted(self.tracker.run_id, self.checkpointed) from None
+        self.checkpoint()
+        raise Interrupted(self.tracker.run_id, self.iteration) from None
 
-    from tqdm.auto import tqdm
+    def log_samples(self, iteration: int) -> None:
+        if self.ctx.is_main:
+            rows = _sample_rows(self.method, self.sample_x, self.sample_y)
+            self.tracker.log_image_rows(rows, f"samples/iter_{iteration:08d}.png")
 
-    bar = tqdm(total=total, initial=start, disable=not progress, unit="it", dynamic_ncols=True, leave=False)
-    window_start, window_iters, windows = time.perf_counter(), 0, []
-    iteration = start
-    agreed_stop = False
-    method.train(True)
-    try:
-        with _StopRequest() as stop, method.halves.pinned_threads():
-            for step in range(start, total):
-                t0 = time.perf_counter()
-                x, y = sampler.batch(step, device)
-                t1 = time.perf_counter()
-                lr = set_learning_rate(step)
-                losses = method.train_step(x, y)
-                iteration = step + 1
-                t2 = time.perf_counter()
+    def result(self) -> TrainResult:
+        loop = max(self.timers.get("loop", 0.0), 1e-12)
+        windows = sorted(self.windows)
+        median = windows[len(windows) // 2] if windows else math.nan
+        return TrainResult(self.tracker.run_id, self.total, "FINISHED", median, self.timers.get("data", 0.0) / loop,
+                           self.timers.get("log", 0.0) / loop, self.timers.get("checkpoint", 0.0))
 
-                window_iters += 1
-                if iteration % config.log_every == 0 or iteration == total:
-                    # Under DDP: the mean over the ranks, so every rank sees the same numbers.
-                    values = dict(zip(losses, distributed.mean(ctx, torch.stack(list(losses.values()))).tolist()))
-                    for term, value in values.items():
-                        if not math.isfinite(value):
-                            raise NonFiniteLoss(iteration, term, value)
-                    now = time.perf_counter()
-                    sec_per_iter = (now - window_start) / window_iters
-                    windows.append(sec_per_iter)
-                    window_start, window_iters = now, 0
-                    if iteration > last_logged:
-                        metrics = {f"loss/{k}": v for k, v in values.items()}
-                        metrics["lr"] = lr
-                        metrics["perf/sec_per_iter"] = sec_per_iter
-                        tracker.log_metrics(metrics, iteration)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if v}, refresh=False)
-                    if on_progress is not None:
-                        on_progress(iteration, total)
-                t3 = time.perf_counter()
-                if iteration % config.checkpoint_every == 0 or iteration == total:
-                    checkpoint(iteration)
-                if config.sample_every and iteration % config.sample_every == 0 and iteration != total:
-                    log_samples(iteration)
-                t4 = time.perf_counter()
-                bar.update(1)
-                timers["data"] += t1 - t0
-                timers["log"] += t3 - t2
-                timers["checkpoint"] += t4 - t3
-                timers["loop"] += t4 - t0
-                if distributed.any_rank(ctx, stop.requested):  # all ranks stop after the same iteration
-                    agreed_stop = True
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        bar.close()
-        if ctx.distributed and not agreed_stop:
-            # A second Ctrl-C stopped this rank at once, mid-iteration: the ranks are out of step
-            # and cannot checkpoint together; the run resumes from its last checkpoint.
-            tracker.end("KILLED")
-            raise Interrupted(tracker.run_id, checkpointed["iteration"]) from None
-        checkpoint(iteration)
-        tracker.end("KILLED")
-        raise Interrupted(tracker.run_id, iteration) from None
-    except (NonFiniteLoss, RanksDiverged) as exc:
-        bar.close()
-        tracker.set_tags({TAG_PREFIX + "failure": str(exc)})
-        tracker.end("FAILED")
-        raise
-    except BaseException:
-        bar.close()
-        tracker.end("FAILED")
-        raise
-    bar.close()
-    log_samples(total)
-    tracker.end("FINISHED")
-    windows.sort()
-    median = windows[len(windows) // 2] if windows else math.nan
-    loop = max(timers["loop"], 1e-12)
-    return TrainResult(
-        tracker.run_id, total, "FINISHED", median, timers["data"] / loop, timers["log"] / loop, timers["checkpoint"]
-    )
+
+class _AgreedStop(Exception):
+    """Every rank saw a stop request after the same iteration."""
 
 
 def rank_state(method: Method) -> dict:

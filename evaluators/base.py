@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from cgbench.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, colorize
+from cgbench.protocol import DIRECTIONS, SCORE_METRICS, upsample
 from evaluators.confusion import ConfusionMatrix, Scores
 
 GROUP = "cgbench.evaluators"
-DIRECTIONS = ("labels2photo", "photo2labels")
-"""labels2photo: G maps colour label maps to photos; photo2labels: F maps photos to label maps."""
 RESOURCES = ("fcn",)
 """What an evaluator may declare in ``needs``: ``fcn`` = the evaluator segmenter (context.fcn)."""
-SCORE_METRICS = ("per_pixel_acc", "per_class_acc", "class_iou")
+__all__ = ["DIRECTIONS", "SCORE_METRICS", "upsample", "Batch", "Segmenter", "EvalContext", "Result", "Evaluator",
+           "ConfusionEvaluator", "discover", "per_class_rows"]
 
 
 @dataclass
@@ -220,18 +220,6 @@ def to_display(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) != tuple(hw):
         x = F.interpolate(x, size=hw, mode="nearest-exact")
     return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def upsample(images: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """uint8 images (B, 3, s, s) resized bilinearly to ``hw``, as float in [0, 255].
-
-    This is the protocol's one resize of generated images: up to the ground-truth label
-    resolution (the labels themselves are never resized).
-    """
-    x = images.float()
-    if tuple(x.shape[-2:]) == tuple(hw):
-        return x
-    return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
 
 
 # --- discovery ---------------------------------------------------------------------------

@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from evaluators.base import Batch, ConfusionEvaluator, upsample
-
-
-def segmenter_input(photos: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """What the evaluator FCN sees: uint8 photos at the generator resolution (B, 3, S, S),
-    resized bilinearly to ``hw`` and scaled to [-1, 1]. Used both to train the FCN on real photos
-    and to score generated ones, so the two see the same degradation."""
-    return upsample(photos, hw).div_(127.5).sub_(1.0)
+from cgbench.protocol import segmenter_input
+from evaluators.base import Batch, ConfusionEvaluator
 
 
 class FCNScore(ConfusionEvaluator):

@@ -19,7 +19,8 @@ from cgbench.cli import main
 from cgbench.config import resolve
 from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_COLORS, colorize, colors_to_train_ids
 from cgbench.data.layouts import load_split
-from cgbench.evaluate import evaluate, output_file_name, stream, translator_inputs
+from cgbench.evaluate import evaluate
+from cgbench.scoring.engine import output_file_name, stream, translator_inputs
 from cgbench.fcn import train_fcn
 from cgbench.models.segmenter import FCN8s
 from cgbench.tracking import RunTracker

@@ -15,7 +15,7 @@ from cgbench.config import resolve
 from cgbench.errors import ConfigError
 from cgbench.methods import get_method
 from cgbench.methods.cyclegan import ABLATIONS
-from cgbench.speed import PLAIN_SETTINGS, resolve_speed
+from cgbench.speed import PLAIN_SETTINGS, accelerate, resolve_speed
 from cgbench.train import train
 
 CPU = torch.device("cpu")
@@ -25,7 +25,7 @@ FAST = dict(parallel_halves="on", fused_adam="on")
 def _method(config):
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, CPU)
-    method.accelerate()
+    accelerate(method)
     return method
 
 
@@ -155,19 +155,53 @@ def test_compiled_step_matches_eager_step():
         torch.testing.assert_close(_grads(compiled)[key], g, rtol=1e-3, atol=1e-4 * scale, msg=key)
 
 
-def test_auto_resolves_by_device_and_threads():
+def test_auto_resolves_by_device_threads_and_what_the_method_declares():
+    cyclegan = get_method("cyclegan").capabilities
     before = _threads(2)
     try:
-        auto = resolve_speed(resolve("cpu"), CPU)
-        assert auto.parallel_halves and auto.fused_adam and auto.group_norm_kernel
-        assert not auto.channels_last and auto.amp == "off"
+        auto = resolve_speed(resolve("cpu"), CPU, cyclegan)
+        assert auto.parallel_halves and auto.fused_adam and auto.group_norm_kernel and auto.batched_discriminator
+        assert not auto.channels_last and auto.amp == "off" and auto.precision == "fp32"
         assert auto.compile_mode == "off" and not auto.cudnn_benchmark  # cudnn: CUDA only
         torch.set_num_threads(1)
-        assert not resolve_speed(resolve("cpu"), CPU).parallel_halves  # nothing to split on one thread
-        assert resolve_speed(resolve("cpu", sets=PLAIN_SETTINGS), CPU) == resolve_speed(
-            resolve("cpu", sets={**PLAIN_SETTINGS, "cudnn_benchmark": True}), CPU)
+        assert not resolve_speed(resolve("cpu"), CPU, cyclegan).parallel_halves  # nothing to split on one thread
+        assert resolve_speed(resolve("cpu", sets=PLAIN_SETTINGS), CPU, cyclegan) == resolve_speed(
+            resolve("cpu", sets={**PLAIN_SETTINGS, "cudnn_benchmark": True}), CPU, cyclegan)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["pix2pix", "simgan", "feature-gan", "bigan", "cogan"])
+def test_a_setting_runs_only_where_the_method_declared_it(name):
+    """Only CycleGAN's objective has independent halves; asking for them elsewhere changes nothing,
+    and the thread count stays whole."""
+    before = _threads(2)
+    try:
+        method = _method(resolve("tiny", method=name, sets={"parallel_halves": "on", "threads": 2}))
+        assert not method.speed.parallel_halves and method.halves.threads_each == 1
+        with method.halves.pinned_threads():
+            assert torch.get_num_threads() == 2
+        shared_d_loss = name in ("pix2pix", "simgan", "feature-gan")
+        assert method.speed.batched_discriminator == shared_d_loss
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["cyclegan", "pix2pix", "simgan", "bigan", "cogan"])
+def test_every_method_is_fp32_by_default_and_bf16_when_asked(name):
+    """One precision per table: auto is fp32 for every method; bf16, when asked for, reaches the
+    forward passes of every method, not only CycleGAN's."""
+    assert _method(resolve("tiny", method=name)).speed.precision == "fp32"
+    assert _method(resolve("tiny", method=name, sets={"amp": "auto"})).speed.precision == "fp32"
+    method = _method(resolve("tiny", method=name, sets={"amp": "bf16"}))
+    seen = []
+    handles = [m.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+               for net in method.networks.values() for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    x, y = _batches(32, 1)[0]
+    method.train_step(x, y)
+    for h in handles:
+        h.remove()
+    assert torch.bfloat16 in seen
 
 
 @pytest.mark.parametrize("key, value", [("parallel_halves", "yes"), ("amp", "fp16"), ("compile_mode", "fast")])
@@ -182,7 +216,8 @@ def test_resolved_speed_is_recorded_with_the_run(synth_dir, tracking_uri):
     run = MlflowClient(tracking_uri).get_run(result.run_id)
     assert run.data.tags["cgbench.speed.fused_adam"] == "false"
     assert run.data.tags["cgbench.speed.parallel_halves"] == "false"  # tiny runs on one thread
-    assert run.data.params["fused_adam"] == "off" and run.data.params["amp"] == "auto"
+    assert run.data.tags["cgbench.precision"] == "fp32"
+    assert run.data.params["fused_adam"] == "off" and run.data.params["amp"] == "off"
 
 
 def test_spread_percentiles():

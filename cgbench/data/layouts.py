@@ -240,3 +240,9 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
         layout=layout,
         root=str(root),
     )
+
+
+def count_photos(root: str | os.PathLike, split: str) -> int:
+    """How many photos ``split`` of the dataset in ``root`` has, without decoding any."""
+    photo_tasks, _, _ = _TASKS[detect_layout(Path(root))](Path(root), split)
+    return len(photo_tasks)

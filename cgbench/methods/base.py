@@ -17,8 +17,8 @@ from torch import nn
 
 from cgbench.config import Config
 from cgbench.errors import ConfigError
-from cgbench.models.networks import FewOutputConv2d, InstanceNorm, PatchDiscriminator, ResnetGenerator, init_weights
-from cgbench.speed import Halves, in_process_group, resolve_speed
+from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from cgbench.speed import SHARED_DISCRIMINATOR_LOSS, Halves, resolve_speed
 
 
 class GANLoss(nn.Module):
@@ -72,19 +72,6 @@ class ImagePool:
         self.rng.set_state(state["rng"])
 
 
-def _no_forward_buffer_sync() -> dict[str, bool]:
-    """DistributedDataParallel's switch for "do not broadcast buffers before every forward"
-    (the networks' norms keep no running statistics): ``forward_sync_buffers`` in the torch
-    versions that deprecate ``broadcast_buffers``."""
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel
-
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
-        return {"forward_sync_buffers": False}
-    return {"broadcast_buffers": False}
-
-
 def pool_seed(seed: int) -> int:
     """The seed of an image pool in this process: ``seed`` in a single process; under
     DistributedDataParallel ``seed + 1000 * rank``, so each rank's pool (which holds that rank's
@@ -112,15 +99,24 @@ class Method:
     paired: ClassVar[bool] = False
     #: False: its step uses views into its networks that DistributedDataParallel cannot wrap.
     supports_ddp: ClassVar[bool] = True
+    #: What its step can do, for the speed layer to use (:data:`cgbench.speed.CAPABILITIES`).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Its normalisation when ``norm=auto``, and the ones it can build.
+    default_norm: ClassVar[str] = "instance"
+    norms: ClassVar[tuple[str, ...]] = ("instance",)
 
     def __init__(self, config: Config, device: torch.device):
         self.config = config
         self.device = device
-        self.speed = resolve_speed(config, device)
+        self.norm = self.default_norm if config.norm == "auto" else config.norm
+        if self.norm not in self.norms:
+            raise ConfigError(f"method {self.name!r} builds {' or '.join(self.norms)} norm only, not {self.norm}; "
+                              "drop --set norm=...")
+        self.speed = resolve_speed(config, device, self.capabilities)
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
-        self.halves = Halves(self.speed.parallel_halves, self.autocast)
+        self.halves = Halves(self.speed.parallel_halves)
 
     def adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         """The paper's optimiser, Adam(lr, β1, β2), fused when the speed settings say so."""
@@ -128,45 +124,12 @@ class Method:
         return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), fused=self.speed.fused_adam or None)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for forward passes when ``amp`` resolved to bf16, else nothing."""
+        """Where a step's forward passes run: bf16 autocast when ``amp=bf16`` was asked for, else
+        plain fp32. Every method marks its forward passes with it, so a precision applies to every
+        method the same way; backward passes and optimiser steps stay outside."""
         if self.speed.amp == "off":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
-    def accelerate(self) -> None:
-        """Apply the speed settings to the built networks: the norm and last-layer kernels, the
-        memory format, then DistributedDataParallel when a process group is up, then torch.compile.
-
-        ``self.networks`` keeps the plain modules (checkpoints hold their state dicts); the
-        attributes the step calls (``self.G``, ``self.D_X``, ...) are pointed at the wrapped ones.
-        """
-        for net in self.networks.values():
-            for module in net.modules():
-                if isinstance(module, InstanceNorm):
-                    module.group_norm_kernel = self.speed.group_norm_kernel
-                if isinstance(module, FewOutputConv2d):
-                    module.tap_decomposition = self.speed.tap_decomposition
-            if self.speed.channels_last:
-                net.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = self.speed.cudnn_benchmark
-        distributed = in_process_group()
-        if distributed and not self.supports_ddp:
-            raise ConfigError(f"method {self.name!r} cannot train under DistributedDataParallel; drop --nproc")
-        for name, net in self.networks.items():
-            if getattr(self, name, None) is not net:
-                if distributed:
-                    raise ConfigError(f"method {self.name!r} cannot train under DistributedDataParallel; drop --nproc")
-                continue
-            wrapped = net
-            if distributed and any(p.requires_grad for p in net.parameters()):
-                from torch.nn.parallel import DistributedDataParallel
-
-                ids = [self.device.index] if self.device.type == "cuda" else None
-                wrapped = DistributedDataParallel(net, device_ids=ids, **_no_forward_buffer_sync())
-            if self.speed.compile_mode != "off":
-                wrapped = torch.compile(wrapped, mode=self.speed.compile_mode)
-            setattr(self, name, wrapped)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One iteration on labels ``x`` (domain X) and photos ``y`` (domain Y), both in [-1, 1]."""
@@ -180,7 +143,7 @@ class Method:
 
     def extra_tags(self) -> dict[str, str]:
         """Run tags (without the ``cgbench.`` prefix) set when a new run of this method is created."""
-        return {}
+        return {"norm": self.norm}
 
     def probe(self, image: torch.Tensor) -> None:
         """Run every network on ``image`` (1, 3, S, S); raise RuntimeError if one cannot take it.
@@ -227,6 +190,8 @@ class TwoWayGAN(Method):
     maps); one Adam for both generators and one for both discriminators — CycleGAN's layout,
     shared by the methods that use its networks and training details. By default the networks are
     CycleGAN's ResNet generator and 70x70 PatchGAN; a subclass may build others."""
+
+    capabilities = frozenset({SHARED_DISCRIMINATOR_LOSS})
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)

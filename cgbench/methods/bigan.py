@@ -53,15 +53,15 @@ class BiGAN(Method):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         G, E, D = self.G, self.E, self.D
 
-        # Forward: the two joint pairs, (x, G(x)) from the generator and (E(y), y) from the encoder.
-        generated, encoded = joint(x, G(x)), joint(E(y), y)
-
-        # Generator and encoder losses, with D frozen: each pair tries to pass for the other.
+        # Forward: the two joint pairs, (x, G(x)) from the generator and (E(y), y) from the encoder;
+        # generator and encoder losses, with D frozen: each pair tries to pass for the other.
         set_requires_grad([D], False)
-        loss = {
-            "G_gan": self.gan_loss(D(generated), True),
-            "E_gan": self.gan_loss(D(encoded), False),
-        }
+        with self.autocast():
+            generated, encoded = joint(x, G(x)), joint(E(y), y)
+            loss = {
+                "G_gan": self.gan_loss(D(generated), True),
+                "E_gan": self.gan_loss(D(encoded), False),
+            }
 
         # Generator and encoder step.
         self.optimizers["G"].zero_grad(set_to_none=True)
@@ -72,7 +72,8 @@ class BiGAN(Method):
         set_requires_grad([D], True)
         real = self.pools["encoded"].query(encoded)
         fake = self.pools["generated"].query(generated)
-        loss["D"] = 0.5 * (self.gan_loss(D(real.detach()), True) + self.gan_loss(D(fake.detach()), False))
+        with self.autocast():
+            loss["D"] = 0.5 * (self.gan_loss(D(real.detach()), True) + self.gan_loss(D(fake.detach()), False))
 
         # Discriminator step.
         self.optimizers["D"].zero_grad(set_to_none=True)

@@ -61,16 +61,16 @@ class CoGAN(Method):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         G, D = self.G, self.D
 
-        # Forward: one batch of codes rendered in both domains (x and y are unpaired).
+        # Forward: one batch of codes rendered in both domains (x and y are unpaired); generator
+        # losses, with the discriminators frozen.
         z = torch.randn(x.shape[0], self.config.latent_dim, device=x.device)
-        fake_x, fake_y = G(z)
-
-        # Generator losses, with the discriminators frozen.
         set_requires_grad([D], False)
-        loss = {
-            "gen_X": self.gan_loss(D(fake_x, "X"), True),
-            "gen_Y": self.gan_loss(D(fake_y, "Y"), True),
-        }
+        with self.autocast():
+            fake_x, fake_y = G(z)
+            loss = {
+                "gen_X": self.gan_loss(D(fake_x, "X"), True),
+                "gen_Y": self.gan_loss(D(fake_y, "Y"), True),
+            }
 
         # Generator step (the shared layers get the gradients of both domains).
         self.optimizers["G"].zero_grad(set_to_none=True)
@@ -79,8 +79,9 @@ class CoGAN(Method):
 
         # Discriminator losses: real images vs. this step's renderings.
         set_requires_grad([D], True)
-        loss["D_X"] = self._discriminator_loss("X", x, fake_x)
-        loss["D_Y"] = self._discriminator_loss("Y", y, fake_y)
+        with self.autocast():
+            loss["D_X"] = self._discriminator_loss("X", x, fake_x)
+            loss["D_Y"] = self._discriminator_loss("Y", y, fake_y)
 
         # Discriminator step.
         self.optimizers["D"].zero_grad(set_to_none=True)

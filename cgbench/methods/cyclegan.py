@@ -20,6 +20,7 @@ from torch import nn
 from cgbench.config import Config
 from cgbench.errors import ConfigError
 from cgbench.methods.base import ImagePool, TwoWayGAN, pool_seed, set_requires_grad
+from cgbench.speed import INDEPENDENT_HALVES, Half
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class CycleGAN(TwoWayGAN):
 
     name = "cyclegan"
     terms = ("G_gan", "F_gan", "cycle_forward", "cycle_backward", "idt_G", "idt_F", "D_Y", "D_X")
+    # L splits into everything that starts from x and everything that starts from y, which share
+    # no activation: the speed layer may compute the two halves concurrently.
+    capabilities = TwoWayGAN.capabilities | {INDEPENDENT_HALVES}
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
@@ -65,59 +69,60 @@ class CycleGAN(TwoWayGAN):
         self.l1 = nn.L1Loss()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        on, c = self.ablation, self.config
-        G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
-        zero = x.new_zeros(())
+        D_X, D_Y = self.D_X, self.D_Y
 
-        # Forward and generator losses, with the discriminators frozen. The objective splits into
-        # a half that starts from x and a half that starts from y; they share no activation, so
-        # the speed settings may run them concurrently (cgbench.speed). Summed, they are L above.
-        def from_x():
-            fake_y = G(x)
-            loss = {
-                "G_gan": self.gan_loss(D_Y(fake_y), True) if on.gan else zero,
-                "cycle_forward": self.l1(F(fake_y), x) if on.cycle_forward else zero,  # F(G(x)) ≈ x
-                "idt_F": self.l1(F(x), x) if on.identity else zero,
-            }
-            weighted = loss["G_gan"] + c.lambda_cycle * (loss["cycle_forward"] + c.lambda_identity * loss["idt_F"])
-            return weighted, (fake_y.detach(), loss)
-
-        def from_y():
-            fake_x = F(y)
-            loss = {
-                "F_gan": self.gan_loss(D_X(fake_x), True) if on.gan else zero,
-                "cycle_backward": self.l1(G(fake_x), y) if on.cycle_backward else zero,  # G(F(y)) ≈ y
-                "idt_G": self.l1(G(y), y) if on.identity else zero,
-            }
-            weighted = loss["F_gan"] + c.lambda_cycle * (loss["cycle_backward"] + c.lambda_identity * loss["idt_G"])
-            return weighted, (fake_x.detach(), loss)
-
+        # Generators, with the discriminators frozen: L_G = L_from_x + L_from_y, one backward of the sum.
         set_requires_grad([D_X, D_Y], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        (fake_y, loss_x), (fake_x, loss_y) = self.halves.backward(from_x, from_y)
-
-        # Generator step.
+        from_x, from_y = self.halves.backward_sum(lambda: self.loss_from_x(x), lambda: self.loss_from_y(y))
         self.optimizers["G"].step()
-        loss = {**loss_x, **loss_y}
+        loss = {**from_x.terms, **from_y.terms}
 
-        # Discriminator losses: real vs. a fake drawn from the pool of past fakes; then the D step.
-        if on.gan:
+        # Discriminators: real vs. a fake drawn from the pool of past fakes; then the D step.
+        if self.ablation.gan:
             set_requires_grad([D_X, D_Y], True)
             self.optimizers["D"].zero_grad(set_to_none=True)
-
-            def judge(D, real, fake):
-                def half():
-                    loss_D = self.discriminator_loss(D, real, fake)
-                    return loss_D, loss_D
-                return half
-
-            loss["D_Y"], loss["D_X"] = self.halves.backward(
-                judge(D_Y, y, self.pools["fake_y"].query(fake_y)), judge(D_X, x, self.pools["fake_x"].query(fake_x))
-            )
+            fake_y, fake_x = self.pools["fake_y"].query(from_x.fake), self.pools["fake_x"].query(from_y.fake)
+            judged_y, judged_x = self.halves.backward_sum(lambda: self.judge(D_Y, y, fake_y),
+                                                          lambda: self.judge(D_X, x, fake_x))
             self.optimizers["D"].step()
+            loss["D_Y"], loss["D_X"] = judged_y.loss, judged_x.loss
         else:
-            loss["D_Y"] = loss["D_X"] = zero
+            loss["D_Y"] = loss["D_X"] = x.new_zeros(())
         return {term: loss[term].detach() for term in self.terms}
+
+    def loss_from_x(self, x: torch.Tensor) -> Half:
+        """The half of L that starts from x: L_GAN(G, D_Y) + λ‖F(G(x)) − x‖₁ [+ λ_idt λ‖F(x) − x‖₁]."""
+        on, c = self.ablation, self.config
+        zero = x.new_zeros(())
+        with self.autocast():
+            fake_y = self.G(x)
+            terms = {
+                "G_gan": self.gan_loss(self.D_Y(fake_y), True) if on.gan else zero,
+                "cycle_forward": self.l1(self.F(fake_y), x) if on.cycle_forward else zero,  # F(G(x)) ≈ x
+                "idt_F": self.l1(self.F(x), x) if on.identity else zero,
+            }
+        loss = terms["G_gan"] + c.lambda_cycle * (terms["cycle_forward"] + c.lambda_identity * terms["idt_F"])
+        return Half(loss, terms, fake_y.detach())
+
+    def loss_from_y(self, y: torch.Tensor) -> Half:
+        """The half of L that starts from y: L_GAN(F, D_X) + λ‖G(F(y)) − y‖₁ [+ λ_idt λ‖G(y) − y‖₁]."""
+        on, c = self.ablation, self.config
+        zero = y.new_zeros(())
+        with self.autocast():
+            fake_x = self.F(y)
+            terms = {
+                "F_gan": self.gan_loss(self.D_X(fake_x), True) if on.gan else zero,
+                "cycle_backward": self.l1(self.G(fake_x), y) if on.cycle_backward else zero,  # G(F(y)) ≈ y
+                "idt_G": self.l1(self.G(y), y) if on.identity else zero,
+            }
+        loss = terms["F_gan"] + c.lambda_cycle * (terms["cycle_backward"] + c.lambda_identity * terms["idt_G"])
+        return Half(loss, terms, fake_x.detach())
+
+    def judge(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> Half:
+        """One discriminator's loss on real images and (pooled) fakes."""
+        with self.autocast():
+            return Half(self.discriminator_loss(D, real, fake))
 
     def samples(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         fake_y, fake_x = self.G(x), self.F(y)

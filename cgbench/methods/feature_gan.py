@@ -42,7 +42,7 @@ class FeatureGAN(SelfRegularised):
         return self._features
 
     def extra_tags(self) -> dict[str, str]:
-        return {"feature_weights": self.features.source}
+        return {**super().extra_tags(), "feature_weights": self.features.source}
 
     def self_distance(self, source: torch.Tensor, translated: torch.Tensor) -> torch.Tensor:
         """‖φ(source) − φ(translated)‖₁ (mean over feature elements); φ fixed, gradients reach the generator."""

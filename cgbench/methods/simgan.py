@@ -41,17 +41,17 @@ class SelfRegularised(TwoWayGAN):
         c = self.config
         G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
 
-        # Forward: both translations.
-        fake_y, fake_x = G(x), F(y)
-
-        # Generator losses, with the discriminators frozen: adversarial + self-regularisation, no cycle.
+        # Forward: both translations; generator losses, with the discriminators frozen:
+        # adversarial + self-regularisation, no cycle.
         set_requires_grad([D_X, D_Y], False)
-        loss = {
-            "G_gan": self.gan_loss(D_Y(fake_y), True),
-            "F_gan": self.gan_loss(D_X(fake_x), True),
-            "self_G": self.self_distance(x, fake_y),
-            "self_F": self.self_distance(y, fake_x),
-        }
+        with self.autocast():
+            fake_y, fake_x = G(x), F(y)
+            loss = {
+                "G_gan": self.gan_loss(D_Y(fake_y), True),
+                "F_gan": self.gan_loss(D_X(fake_x), True),
+                "self_G": self.self_distance(x, fake_y),
+                "self_F": self.self_distance(y, fake_x),
+            }
         loss_G = loss["G_gan"] + loss["F_gan"] + c.lambda_self * (loss["self_G"] + loss["self_F"])
 
         # Generator step.
@@ -61,8 +61,9 @@ class SelfRegularised(TwoWayGAN):
 
         # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
         set_requires_grad([D_X, D_Y], True)
-        loss["D_Y"] = self.discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
-        loss["D_X"] = self.discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
+        with self.autocast():
+            loss["D_Y"] = self.discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
+            loss["D_X"] = self.discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
 
         # Discriminator step.
         self.optimizers["D"].zero_grad(set_to_none=True)

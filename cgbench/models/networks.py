@@ -43,6 +43,18 @@ class InstanceNorm(nn.Module):
         return f"{self.channels}, eps={self.eps}, group_norm_kernel={self.group_norm_kernel}"
 
 
+NORMS = ("instance", "batch")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation of a layer: ``instance`` (:class:`InstanceNorm`, CycleGAN's) or ``batch``
+    (pix2pix's: affine batch norm that always normalises with the statistics of the batch it
+    sees, at training and at test time as the pix2pix paper does, so it keeps no running state)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=False)
+    return InstanceNorm(channels)
+
+
 class FewOutputConv2d(nn.Conv2d):
     """A stride-1 convolution with few output channels: the generator's last layer (ngf → 3,
     7x7) and the PatchGAN's (→ 1, 4x4).
@@ -121,14 +133,16 @@ class ResnetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """PatchGAN: one real/fake score per (70x70 with n_layers=3) patch; raw scores, no sigmoid."""
 
-    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3):
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         channels = ndf
+        bias = norm != "batch"  # batch norm's shift makes a bias redundant (the authors' layers)
         for i in range(1, n_layers + 1):
             out = ndf * min(2**i, 8)
             stride = 2 if i < n_layers else 1
-            layers += [nn.Conv2d(channels, out, 4, stride=stride, padding=1), _norm(out), nn.LeakyReLU(0.2, True)]
+            layers += [nn.Conv2d(channels, out, 4, stride=stride, padding=1, bias=bias), norm_layer(norm, out),
+                       nn.LeakyReLU(0.2, True)]
             channels = out
         layers += [FewOutputConv2d(channels, 1, 4, padding=1)]
         self.model = nn.Sequential(*layers)
@@ -138,12 +152,16 @@ class PatchDiscriminator(nn.Module):
 
 
 def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """Conv weights from N(0, gain), biases 0 (the paper's initialisation)."""
+    """Conv weights from N(0, gain), biases 0; batch-norm scales from N(1, gain), shifts 0 (the
+    papers' initialisation)."""
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(module.weight, 0.0, gain)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, gain)
+            nn.init.zeros_(module.bias)
     return net
 
 

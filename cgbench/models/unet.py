@@ -6,8 +6,9 @@ as in pix2pix's ``unet_256``), and a mirrored decoder of stride-2 transposed con
 decoder layer also sees the encoder layer of the same size (skip connections). As in pix2pix:
 LeakyReLU 0.2 in the encoder, ReLU in the decoder, no norm on the first and innermost encoder
 layers, dropout 0.5 in the decoder layers between two 8·ngf-wide levels (3 of them at 256 px),
-tanh output. Norm: instance norm without affine parameters (what pix2pix's batch norm computes
-at training time with batch size 1, but the same at test time).
+tanh output. Norm: ``batch`` (pix2pix's: affine batch norm on the statistics of the batch at
+hand, at test time too, with no bias in the convolutions it follows) or ``instance`` (CycleGAN's:
+instance norm without affine parameters); see :func:`cgbench.models.networks.norm_layer`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cgbench.models.networks import InstanceNorm
-
-
-def _norm(channels: int) -> nn.Module:
-    return InstanceNorm(channels)
+from cgbench.models.networks import norm_layer
 
 
 def unet_depth(image_size: int) -> int:
@@ -35,19 +32,20 @@ class UnetBlock(nn.Module):
     """One level: down, the inner levels, up; its output is [input, up(...)] except the outermost."""
 
     def __init__(self, outer: int, inner: int, in_channels: int | None = None, sub: nn.Module | None = None,
-                 outermost: bool = False, innermost: bool = False, dropout: bool = False):
+                 outermost: bool = False, innermost: bool = False, dropout: bool = False, norm: str = "instance"):
         super().__init__()
         self.outermost = outermost
         in_channels = outer if in_channels is None else in_channels
-        down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1)
+        bias = norm != "batch"  # batch norm's shift makes a bias redundant (the authors' layers)
+        down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=bias)
         if outermost:
             layers = [down, sub, nn.ReLU(True), nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1), nn.Tanh()]
         elif innermost:
             layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True),
-                      nn.ConvTranspose2d(inner, outer, 4, stride=2, padding=1), _norm(outer)]
+                      nn.ConvTranspose2d(inner, outer, 4, stride=2, padding=1, bias=bias), norm_layer(norm, outer)]
         else:
-            layers = [nn.LeakyReLU(0.2, True), down, _norm(inner), sub, nn.ReLU(True),
-                      nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1), _norm(outer)]
+            layers = [nn.LeakyReLU(0.2, True), down, norm_layer(norm, inner), sub, nn.ReLU(True),
+                      nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1, bias=bias), norm_layer(norm, outer)]
             if dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -60,18 +58,19 @@ class UnetGenerator(nn.Module):
     """pix2pix's U-Net: ``in_channels`` → ``out_channels`` in [-1, 1], for ``image_size`` squares."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, image_size: int = 256, ngf: int = 64,
-                 dropout: bool = True):
+                 dropout: bool = True, norm: str = "instance"):
         super().__init__()
         depth = unet_depth(image_size)
         if depth < 2:
             raise ValueError(f"image size {image_size} halves fewer than twice; the U-Net needs >= 2 levels")
         self.depth = depth
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # encoder output channels per level
-        block = UnetBlock(widths[-2], widths[-1], innermost=True)
+        block = UnetBlock(widths[-2], widths[-1], innermost=True, norm=norm)
         for i in range(depth - 2, 0, -1):
             wide = widths[i - 1] == widths[i] == 8 * ngf
-            block = UnetBlock(widths[i - 1], widths[i], sub=block, dropout=dropout and wide)
-        self.model = UnetBlock(out_channels, widths[0], in_channels=in_channels, sub=block, outermost=True)
+            block = UnetBlock(widths[i - 1], widths[i], sub=block, dropout=dropout and wide, norm=norm)
+        self.model = UnetBlock(out_channels, widths[0], in_channels=in_channels, sub=block, outermost=True,
+                               norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from cgbench.protocol import metric_key
 from cgbench.report.paper import (
     GROUND_TRUTH, GROUND_TRUTH_NAME, METRICS, REFERENCE_ROW, PaperRow, PaperTable,
 )
@@ -95,7 +96,7 @@ class RunRecord:
 
     def scores(self, direction: str) -> dict[str, float] | None:
         """The three scores of ``direction``, or None when the run was not scored that way."""
-        keys = {m: f"eval/{direction}/{m}" for m in METRICS}
+        keys = {m: metric_key(direction, m) for m in METRICS}
         if not all(k in self.metrics for k in keys.values()):
             return None
         return {m: float(self.metrics[k]) for m, k in keys.items()}

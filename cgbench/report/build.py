@@ -21,12 +21,10 @@ from typing import Callable, Iterable, Sequence
 from cgbench.errors import CgbenchError
 from cgbench.report import render
 from cgbench.report.aggregate import RunRecord, TableResult, fill_table
+from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, REPORT_METHOD, TAG_PREFIX, metric_prefix
 from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES
-from cgbench.tracking import TAG_PREFIX, RunTracker, client_for, get_run
+from cgbench.tracking import RunTracker, client_for, get_run
 
-REPORT_METHOD = "report"
-FCN_METHOD = "fcn"
-GROUND_TRUTH_PREFIX = "eval/ground_truth"
 DEFAULT_EXPERIMENT = "cgbench"
 ALL_TABLES = (2, 3, 4, 5)
 FORMATS = ("md", "tex", "csv", "html")
@@ -34,14 +32,13 @@ FORMATS = ("md", "tex", "csv", "html")
 
 def sample_rows(direction: str) -> str:
     """What the rows of an evaluator's ``samples.png`` show (the built-in evaluators' grids)."""
-    try:
-        from evaluators.fcn import FCNScore
-        from evaluators.seg import SegScore
+    from evaluators.base import discover
 
-        rows = {"labels2photo": FCNScore.sample_rows, "photo2labels": SegScore.sample_rows}[direction]
-        return "top to bottom: " + ", ".join((*rows, "ground truth"))
-    except (ImportError, AttributeError, KeyError):
+    built_in = {"labels2photo": "fcn", "photo2labels": "seg"}  # whose samples.png the report shows
+    rows = getattr(discover().get(built_in.get(direction, "")), "sample_rows", None)
+    if not rows:
         return "the evaluator's sample grid"
+    return "top to bottom: " + ", ".join((*rows, "ground truth"))
 
 
 @dataclass
@@ -275,7 +272,7 @@ def loss_chart(client, name: str, runs: Sequence[RunRecord]) -> str | None:
 def sample_image(client, run_id: str, direction: str) -> str | None:
     with tempfile.TemporaryDirectory() as tmpdir:
         try:
-            path = Path(client.download_artifacts(run_id, f"eval/{direction}/samples.png", tmpdir))
+            path = Path(client.download_artifacts(run_id, f"{metric_prefix(direction)}/samples.png", tmpdir))
         except Exception:  # no such artifact (not evaluated that way, or an older run)
             return None
         if not path.is_file() or path.stat().st_size == 0:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-METRICS: tuple[str, ...] = ("per_pixel_acc", "per_class_acc", "class_iou")
-METRIC_NAMES: dict[str, str] = {
-    "per_pixel_acc": "Per-pixel acc.",
-    "per_class_acc": "Per-class acc.",
-    "class_iou": "Class IoU",
-}
-DIRECTIONS: dict[str, str] = {"labels2photo": "labels→photo", "photo2labels": "photo→labels"}
+from cgbench.methods.cyclegan import ABLATIONS
+from cgbench.protocol import DIRECTION_NAMES as DIRECTIONS
+from cgbench.protocol import METRIC_NAMES
+from cgbench.protocol import SCORE_METRICS as METRICS
 
 #: Footnote marks for the reference's flags, and their meaning.
 FLAGS: dict[str, tuple[str, str]] = {
@@ -61,12 +58,11 @@ def _baselines(values: dict[str, tuple[tuple[float, float, float], str | None]])
 
 
 def _ablations(values: dict[str, tuple[tuple[float, float, float], str | None]]) -> tuple[PaperRow, ...]:
-    names = [("cycle-only", "Cycle alone"), ("no-cycle", "GAN alone"), ("forward-cycle", "GAN + forward cycle"),
-             ("backward-cycle", "GAN + backward cycle"), ("cyclegan", "CycleGAN")]
-    return tuple(PaperRow(k, n, values[k][0], values[k][1]) for k, n in names)
+    """The paper's ablation rows, named as the ablation table names them (cgbench.methods.cyclegan)."""
+    return tuple(PaperRow(k, ABLATIONS[k].paper_row, published, flag) for k, (published, flag) in values.items())
 
 
-_IDENTITY = (PaperRow("identity", "CycleGAN + identity", None),)
+_IDENTITY = (PaperRow("identity", ABLATIONS["identity"].paper_row, None),)
 
 TABLES: dict[int, PaperTable] = {
     2: PaperTable(2, "FCN scores, labels→photo: baselines", "labels2photo", _baselines({

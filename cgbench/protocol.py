@@ -1,0 +1,79 @@
+"""The evaluation protocol's vocabulary, in one place: directions, metric names and keys, the
+rows that are not trained methods, and the two image resizes the protocol allows.
+
+Everything that writes or reads a score (the scoring engine, the FCN's ceiling, the sweep, the
+report) takes its names from here, so a key cannot drift between the writer and the reader.
+(REFERENCE.md, "The evaluation protocol"; the paper's numbers live in :mod:`cgbench.report.paper`.)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DIRECTIONS: tuple[str, ...] = ("labels2photo", "photo2labels")
+"""labels2photo: G maps colour label maps to photos (FCN score); photo2labels: F maps photos to
+colour label maps (scored by nearest train-class colour)."""
+DIRECTION_NAMES: dict[str, str] = {"labels2photo": "labels→photo", "photo2labels": "photo→labels"}
+
+SCORE_METRICS: tuple[str, ...] = ("per_pixel_acc", "per_class_acc", "class_iou")
+METRIC_NAMES: dict[str, str] = {
+    "per_pixel_acc": "Per-pixel acc.",
+    "per_class_acc": "Per-class acc.",
+    "class_iou": "Class IoU",
+}
+
+EVAL_PREFIX = "eval"
+GROUND_TRUTH_PREFIX = f"{EVAL_PREFIX}/ground_truth"
+"""Real validation photos through the evaluator FCN: the ceiling of the FCN score."""
+
+TAG_PREFIX = "cgbench."
+
+# What a run is, by its ``cgbench.method`` tag, when it is not a training method.
+FCN_METHOD = "fcn"  # the evaluator FCN (cgbench fcn train)
+NULL_METHOD = "null"  # a translator that learned nothing (the floor)
+EXTERNAL_METHOD = "external"  # images or a checkpoint made outside cgbench
+SWEEP_METHOD = "sweep"  # the parent run of a sweep
+REPORT_METHOD = "report"  # the files of a report
+BENCH_METHOD = "bench"  # cgbench bench --log-mlflow
+
+#: The null translators of each direction, by their table row (the CSV's ``row`` column).
+NULL_ROWS: dict[str, tuple[str, ...]] = {
+    "labels2photo": ("null-identity", "null-mean-photo", "null-random-photo"),
+    "photo2labels": ("null-majority-labels", "null-random-labels"),
+}
+NULL_ROW_NAMES: dict[str, str] = {
+    "null-identity": "Null: the label map as the photo",
+    "null-mean-photo": "Null: the mean training photo",
+    "null-random-photo": "Null: a photo of another scene",
+    "null-majority-labels": "Null: the majority label map",
+    "null-random-labels": "Null: the label map of another scene",
+}
+
+
+def metric_prefix(direction: str) -> str:
+    """Where the scores of ``direction`` live in a run: ``eval/<direction>``."""
+    return f"{EVAL_PREFIX}/{direction}"
+
+
+def metric_key(direction: str, metric: str) -> str:
+    """The MLflow key of one score, e.g. ``eval/labels2photo/class_iou``."""
+    return f"{metric_prefix(direction)}/{metric}"
+
+
+def upsample(images: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """uint8 images (B, 3, h, w) resized bilinearly to ``hw``, as float in [0, 255].
+
+    The protocol's one resize of generated images: up to the ground-truth label resolution (the
+    labels themselves are never resized)."""
+    x = images.float()
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
+
+
+def segmenter_input(photos: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """What the evaluator FCN sees: uint8 photos at the generator resolution (B, 3, S, S),
+    resized bilinearly to ``hw`` and scaled to [-1, 1]. Used both to train the FCN on real photos
+    and to score generated ones, so the two see the same degradation."""
+    return upsample(photos, hw).div_(127.5).sub_(1.0)
