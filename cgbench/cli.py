@@ -380,57 +380,120 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 
 
 @main.command("eval")
-@click.option("--run", "run_id", default=None, metavar="RUN_ID", help="The run to score (made by cgbench run).")
+@click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Score a run made by cgbench run.")
+@click.option("--images", "images_dir", default=None, metavar="DIR",
+              help="Score a folder of generated images (needs --direction). Names: <frame>_leftImg8bit.png / "
+                   "<frame>_gtFine_color.png (Cityscapes, and what --save-images writes); the authors' test.py "
+                   "names <stem>_fake_A.png (a generated photo: their G_B) / <stem>_fake_B.png (a generated "
+                   "label map: their G_A), their <stem>_real_* / _rec_* ignored; a bare index <i> is the i-th "
+                   "validation frame in the sorted order of the frames' paths, from 0 (the authors' prepared "
+                   "Cityscapes). Found recursively; PNG or JPEG.")
+@click.option("--checkpoint", "checkpoint", default=None, metavar="FILE",
+              help="Score a generator state dict of the authors' code (latest_net_G_A.pth, ...; needs --arch and "
+                   "--direction). On their Cityscapes folders G_A is photo→labels and G_B labels→photo.")
+@click.option("--nulls", is_flag=True, help="Score and record the null translators (the floor) of a dataset, "
+              "once per dataset, image size and FCN (sweeps do this themselves).")
+@click.option("--direction", type=click.Choice(["labels2photo", "photo2labels"]), default=None,
+              help="What the images or the checkpoint translate.")
+@click.option("--arch", type=click.Choice(["resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"]),
+              default=None, help="The authors' generator architecture of --checkpoint.")
+@click.option("--norm", type=click.Choice(["instance", "batch"]), default="instance", show_default=True,
+              help="The normalisation of --checkpoint (the authors': instance for CycleGAN, batch for pix2pix).")
+@click.option("--image-size", type=int, default=None, metavar="S",
+              help="The generator's resolution S (picks the evaluator FCN trained at S). Default: read from "
+                   "square images; 128 (the paper's) for --checkpoint and --nulls.")
+@click.option("--name", default=None, help="The table row of --images / --checkpoint (default: its name).")
+@click.option("--experiment", default="cgbench", show_default=True,
+              help="MLflow experiment of the new run (--images, --checkpoint, --nulls).")
+@click.option("--allow-partial", is_flag=True, help="--images: score the frames that have an image; the "
+              "coverage is recorded.")
+@data_options
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
-              help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg. See --list.")
+              help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg (one direction: its "
+                   "own). See --list.")
 @click.option("--list", "list_evaluators", is_flag=True, help="Show every installed evaluator and exit.")
 @click.option("--fcn", "fcn", default=None, metavar="RUN_ID|PATH",
               help="The evaluator FCN: an FCN run id or a .pt file (checkpoint or bare state dict). "
-                   "Default: the latest finished FCN trained on the run's data at its image size.")
+                   "Default: the latest finished FCN trained on the same data at the same image size.")
 @click.option("--fcn-arch", type=click.Choice(["fcn8s", "fcn_resnet50"]), default=None,
               help="Architecture of a bare state dict given with --fcn (default fcn8s).")
-@click.option("--data", "data_dir", default=None, metavar="DIR",
-              help="Dataset folder, when it moved since training. Default: the one the run recorded.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--samples", "n_samples", type=int, default=4, show_default=True, help="Images in the sample grid.")
 @click.option("--save-images", is_flag=True,
-              help="Also store the translated images as lossless PNGs under the ground truth's file names "
+              help="--run: also store the translated images as lossless PNGs under the ground truth's file names "
                    "(artifacts eval/<direction>/images/).")
 @click.option("--tracking-uri", default=None,
               help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @handle_errors
-def eval_(run_id, metrics, list_evaluators, fcn, fcn_arch, data_dir, batch_size, device, n_samples, save_images,
+def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_size, name, experiment, allow_partial,
+          data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, batch_size, device, n_samples, save_images,
           tracking_uri, progress):
-    """Score a trained run with the paper's protocol and write the results into the run."""
+    """Score with the paper's protocol: a trained run, a folder of images, an authors' checkpoint, or
+    the null translators; results are recorded in MLflow."""
     from cgbench.errors import CgbenchError
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our own bar is enough
-
     if list_evaluators:
-        from evaluators.base import discover
-
-        errors: dict[str, str] = {}
-        installed = discover(errors)
-        click.echo(f"{'name':12s} {'direction':13s} {'needs':6s} {'metrics':40s} description")
-        for name, cls in installed.items():
-            click.echo(f"{name:12s} {cls.direction:13s} {','.join(cls.needs) or '-':6s} "
-                       f"{','.join(cls.metrics):40s} {cls.description}")
-        for name, error in errors.items():
-            click.echo(f"{name:12s} BROKEN: {error}")
+        _list_evaluators()
         return
-    if not run_id:
-        raise CgbenchError("give the run to score with --run RUN_ID (or --list to show the evaluators)")
-    from cgbench.evaluate import evaluate, format_report
+    modes = [m for m, v in (("--run", run_id), ("--images", images_dir), ("--checkpoint", checkpoint),
+                            ("--nulls", nulls)) if v]
+    if len(modes) != 1:
+        raise CgbenchError("give exactly one of --run RUN_ID, --images DIR, --checkpoint FILE or --nulls "
+                           "(or --list to show the evaluators)" + (f"; got {', '.join(modes)}" if modes else ""))
+    if batch_size < 1:
+        raise CgbenchError(f"--batch-size must be >= 1, got {batch_size}")
+    if data_dir and dataset:
+        raise CgbenchError("give either --data DIR or --dataset synthcity, not both")
+    data = data_dir or dataset
+    if nulls:
+        _eval_nulls(data, image_size or 128, metrics, fcn, tracking_uri, experiment, device, progress)
+        return
+    from cgbench import evaluate as ev
 
-    report = evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
-                      batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
-                      progress=progress, echo=click.echo)
-    for line in format_report(report):
+    if run_id:
+        report = ev.evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
+                             batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
+                             progress=progress, echo=click.echo)
+    else:
+        if direction is None:
+            raise CgbenchError(f"{modes[0]} needs --direction labels2photo or photo2labels")
+        req = ev.ExternalRequest(direction, data, name, experiment, metrics, image_size, fcn, fcn_arch, batch_size,
+                                 device, n_samples, allow_partial, tracking_uri, progress)
+        if images_dir:
+            report = ev.evaluate_images(images_dir, req, echo=click.echo)
+        else:
+            if arch is None:
+                raise CgbenchError("--checkpoint needs --arch (resnet_6blocks, resnet_9blocks, unet_128 or unet_256)")
+            report = ev.evaluate_checkpoint(checkpoint, arch, norm, req, echo=click.echo)
+    for line in ev.format_report(report):
         click.echo(line)
-    click.echo(f"Recorded in run {run_id} at step {report.step}. Compare runs with: mlflow ui"
+    click.echo(f"Recorded in run {report.run_id} at step {report.step}. Compare runs with: mlflow ui"
                + (f" --backend-store-uri {tracking_uri}" if tracking_uri else ""))
+
+
+def _list_evaluators() -> None:
+    from evaluators.base import discover
+
+    errors: dict[str, str] = {}
+    installed = discover(errors)
+    click.echo(f"{'name':12s} {'direction':13s} {'needs':6s} {'metrics':40s} description")
+    for name, cls in installed.items():
+        click.echo(f"{name:12s} {cls.direction:13s} {','.join(cls.needs) or '-':6s} "
+                   f"{','.join(cls.metrics):40s} {cls.description}")
+    for name, error in errors.items():
+        click.echo(f"{name:12s} BROKEN: {error}")
+
+
+def _eval_nulls(data, image_size, metrics, fcn, tracking_uri, experiment, device, progress) -> None:
+    from cgbench.nulls import ensure_nulls
+
+    found = ensure_nulls(data or "synthcity", image_size, metrics, fcn=fcn, tracking_uri=tracking_uri,
+                         experiment=experiment, device=device, progress=progress, echo=click.echo)
+    client_rows = ", ".join(f"{row} (run {run_id[:8]})" for row, run_id in found.items())
+    click.echo(f"Null rows recorded: {client_rows}.")
 
 
 # --- cgbench fcn -------------------------------------------------------------------------

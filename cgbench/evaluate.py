@@ -149,3 +149,127 @@ def format_report(report: EvalReport) -> list[str]:
     return lines
 
 
+
+
+# --- sources made outside cgbench: folders of images, the authors' checkpoints ----------------------
+
+
+@dataclass
+class ExternalRequest:
+    """What ``cgbench eval --images`` / ``--checkpoint`` score, and where the result goes."""
+
+    direction: str
+    data: str | None = None  # dataset folder or "synthcity" (default)
+    name: str | None = None  # the table row (default: the folder's or file's name)
+    experiment: str = "cgbench"
+    metrics: list[str] | tuple[str, ...] | None = None
+    image_size: int | None = None
+    fcn: str | None = None
+    fcn_arch: str | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    n_samples: int = 4
+    allow_partial: bool = False
+    tracking_uri: str | None = None
+    progress: bool = True
+
+
+DEFAULT_BY_DIRECTION = {"labels2photo": ("fcn",), "photo2labels": ("seg",)}
+
+
+def _external_evaluators(req: ExternalRequest) -> list[type[Evaluator]]:
+    from cgbench.protocol import DIRECTIONS
+
+    if req.direction not in DIRECTIONS:
+        raise CgbenchError(f"--direction must be one of {', '.join(DIRECTIONS)}, not {req.direction!r}")
+    classes = select_evaluators(req.metrics or DEFAULT_BY_DIRECTION[req.direction])
+    wrong = [c.name for c in classes if c.direction != req.direction]
+    if wrong:
+        raise CgbenchError(f"evaluator {wrong[0]!r} scores another direction than {req.direction}; drop it "
+                           "(see cgbench eval --list)")
+    return classes
+
+
+def evaluate_images(folder: str | Path, req: ExternalRequest, echo: Callable[[str], None] = print) -> EvalReport:
+    """Score a folder of generated images (:mod:`cgbench.scoring.external`) and record the result
+    as a new run (``cgbench.method=external``, ``cgbench.source=images``)."""
+    import dataclasses as dc
+
+    from cgbench.scoring.external import candidate_images, check_matched, folder_source, image_size_of, match_images
+
+    from cgbench.data import datasets
+    from cgbench.data.layouts import photo_names
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise CgbenchError(f"--images {folder} is not a folder; give the folder of generated images")
+    classes = _external_evaluators(req)
+    images = candidate_images(folder, req.direction)
+    if not images:
+        raise CgbenchError(f"no PNG or JPEG images in {folder}; give the folder the generated images are in")
+    size = req.image_size or image_size_of(images)
+    if size is None:
+        raise CgbenchError(f"the images in {folder} are not squares, so the generator's resolution cannot be read "
+                           "from them; give it with --image-size S")
+    ref = datasets.resolve(req.data or "synthcity", size, echo=echo)
+    names = photo_names(ref.root, "val")
+    matched = match_images(folder, names, req.direction)
+    check_matched(matched, folder, len(names), req.allow_partial)
+    split = load_val_split(ref.root, size)
+    frames = sorted(matched.files)
+    if len(frames) < len(names):
+        split = dc.replace(split, labels=split.labels[frames], photos=split.photos[frames],
+                           names=[split.names[i] for i in frames])
+    files = {new: matched.files[old] for new, old in enumerate(frames)}
+    source = folder_source(folder, req.direction, files, size, req.name or folder.name)
+    source.details["coverage"] = matched.coverage(len(names))
+    return _score_external(source, classes, split, ref, req, echo)
+
+
+def evaluate_checkpoint(path: str | Path, arch: str, norm: str, req: ExternalRequest,
+                        echo: Callable[[str], None] = print) -> EvalReport:
+    """Score a generator checkpoint of the authors' code and record the result as a new run
+    (``cgbench.method=external``, ``cgbench.source=checkpoint``)."""
+    from cgbench.data import datasets
+    from cgbench.scoring.external import checkpoint_source
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CgbenchError(f"--checkpoint {path} does not exist; give a *_net_G_A.pth or *_net_G_B.pth file")
+    classes = _external_evaluators(req)
+    size = req.image_size or 128
+    source = checkpoint_source(path, arch, norm, req.direction, size, resolve_device(req.device),
+                               req.name or path.stem)
+    ref = datasets.resolve(req.data or "synthcity", size, echo=echo)
+    return _score_external(source, classes, load_val_split(ref.root, size), ref, req, echo)
+
+
+def _score_external(source: Source, classes, split, ref, req: ExternalRequest, echo) -> EvalReport:
+    from cgbench.data.layouts import load_split
+    from cgbench.protocol import EXTERNAL_METHOD
+    from cgbench.tracking import start_run
+
+    client = client_for(req.tracking_uri)
+    dev = resolve_device(req.device)
+    digest = load_split(ref.root, "train", size=8).digest  # the data's identity, as trained runs record it
+    segmenter = (load_fcn(req.fcn, client, dev, arch=req.fcn_arch, digest=digest, image_size=source.image_size,
+                          data_root=ref.root, echo=echo) if needs_fcn(classes) else None)
+    tags = {TAG_PREFIX + "method": EXTERNAL_METHOD, TAG_PREFIX + "source": source.kind, TAG_PREFIX + "row": source.name,
+            TAG_PREFIX + "dataset": ref.name, TAG_PREFIX + "dataset_digest": digest,
+            TAG_PREFIX + "image_size": str(source.image_size), TAG_PREFIX + "direction": req.direction,
+            **{TAG_PREFIX + k: str(v) for k, v in source.details.items()}}
+    params = {"direction": req.direction, "image_size": source.image_size, "data": str(ref.root),
+              "evaluators": ",".join(c.name for c in classes), **source.details}
+    root = str(ref.root.resolve())
+    tracker = start_run(req.tracking_uri, req.experiment, source.name, tags, params, params,
+                        datasets=[(ref.name + "-val", root, split.digest, "evaluation")])
+    context = EvalContext(split, source.image_size, dev, req.batch_size, req.n_samples, tracker.run_id,
+                          loaders={"fcn": lambda: segmenter})
+    echo(f"Scoring {source.kind} {source.name!r} ({req.direction}, {len(split.labels)} val frames of {ref.root}, "
+         f"{source.image_size} px) as run {tracker.run_id} in experiment {req.experiment!r}.")
+    describe = {"run_id": tracker.run_id, "data_root": root, "val_digest": split.digest,
+                "label_resolution": list(split.labels.shape[-2:])}
+    with tracker.ending():
+        scored = score_into_run(tracker, source, classes, context, 0, describe, segmenter, progress=req.progress)
+    return EvalReport(tracker.run_id, 0, scored.results, scored.stats, segmenter, root,
+                      {c.name: c.direction for c in classes})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cgbench.data.labels import colors_to_train_ids
+
 DIRECTIONS: tuple[str, ...] = ("labels2photo", "photo2labels")
 """labels2photo: G maps colour label maps to photos (FCN score); photo2labels: F maps photos to
 colour label maps (scored by nearest train-class colour)."""
@@ -77,3 +79,15 @@ def segmenter_input(photos: torch.Tensor, hw: tuple[int, int] | torch.Size) -> t
     resized bilinearly to ``hw`` and scaled to [-1, 1]. Used both to train the FCN on real photos
     and to score generated ones, so the two see the same degradation."""
     return upsample(photos, hw).div_(127.5).sub_(1.0)
+
+
+def fcn_predict(model: torch.nn.Module, outputs: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """labels→photo: train ids (B, H, W) at the label resolution ``hw`` of generated uint8 photos
+    (B, 3, S, S), resized up to ``hw`` and segmented by the evaluator FCN ``model``."""
+    return model(segmenter_input(outputs, hw)).argmax(1)
+
+
+def colour_predict(outputs: torch.Tensor, hw: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """photo→labels: train ids (B, H, W) at the label resolution ``hw`` of generated uint8 colour
+    label images, resized up to ``hw``, each pixel decoded to the nearest train-class colour."""
+    return colors_to_train_ids(upsample(outputs, hw), void=False)

@@ -357,11 +357,17 @@ def _artifact_root(tracking_uri: str) -> str | None:
     return (db.resolve().parent / "mlruns").as_uri()
 
 
+#: MLflow 3 opens a new experiment in its GenAI view (traces, prompts); this tag opens it in the
+#: model-training view, where runs, their metrics and their comparison are.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         root = _artifact_root(client.tracking_uri)
-        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None,
+                                        tags=EXPERIMENT_TAGS)
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id

@@ -212,6 +212,8 @@ def run_tags(config: Config, ref: datasets.DatasetRef, split: Split, preset: str
         TAG_PREFIX + "dataset_layout": split.layout,
         TAG_PREFIX + "preset": preset or "",
         TAG_PREFIX + "seed": str(config.seed),
+        TAG_PREFIX + "prep": getattr(config, "prep", "clean"),
+        TAG_PREFIX + "image_size": str(config.image_size),
     }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from cgbench.protocol import segmenter_input
+from cgbench.protocol import fcn_predict, segmenter_input  # noqa: F401 (segmenter_input: re-exported)
 from evaluators.base import Batch, ConfusionEvaluator
 
 
@@ -27,5 +27,4 @@ class FCNScore(ConfusionEvaluator):
     sample_rows = ("labels", "G(labels)", "FCN(G(labels))")
 
     def predict(self, batch: Batch) -> torch.Tensor:
-        model = self.context.fcn.model
-        return model(segmenter_input(batch.outputs, batch.labels.shape[-2:])).argmax(1)
+        return fcn_predict(self.context.fcn.model, batch.outputs, batch.labels.shape[-2:])

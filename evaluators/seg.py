@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from cgbench.data.labels import colors_to_train_ids
-from evaluators.base import Batch, ConfusionEvaluator, EvalContext, upsample
+from cgbench.protocol import colour_predict
+from evaluators.base import Batch, ConfusionEvaluator, EvalContext
 
 
 class SegScore(ConfusionEvaluator):
@@ -36,4 +36,4 @@ class SegScore(ConfusionEvaluator):
                             "different counts), so photo→labels cannot be scored; use a paired dataset")
 
     def predict(self, batch: Batch) -> torch.Tensor:
-        return colors_to_train_ids(upsample(batch.outputs, batch.labels.shape[-2:]), void=False)
+        return colour_predict(batch.outputs, batch.labels.shape[-2:])

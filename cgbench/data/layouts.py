@@ -242,7 +242,12 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
     )
 
 
+def photo_names(root: str | os.PathLike, split: str) -> list[str]:
+    """The ``names`` :func:`load_split` gives ``split``'s photos, without decoding any."""
+    photo_tasks, _, photo_dir = _TASKS[detect_layout(Path(root))](Path(root), split)
+    return [t.path.relative_to(photo_dir).with_suffix("").as_posix() for t in photo_tasks]
+
+
 def count_photos(root: str | os.PathLike, split: str) -> int:
     """How many photos ``split`` of the dataset in ``root`` has, without decoding any."""
-    photo_tasks, _, _ = _TASKS[detect_layout(Path(root))](Path(root), split)
-    return len(photo_tasks)
+    return len(photo_names(root, split))

@@ -88,16 +88,14 @@ class FewOutputConv2d(nn.Conv2d):
         return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
 
 
-def _norm(channels: int) -> nn.Module:
-    return InstanceNorm(channels)
-
-
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: str = "instance"):
         super().__init__()
+        bias = norm != "batch"
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,23 +103,26 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """The paper's generator: 3 channels in, 3 channels out in [-1, 1]."""
+    """The paper's generator: 3 channels in, 3 channels out in [-1, 1]. Instance norm (the
+    paper's); ``norm="batch"`` builds the authors' batch-norm variant (no conv biases before a norm)."""
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 6):
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 6,
+                 norm: str = "instance"):
         super().__init__()
+        bias = norm != "batch"
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU(True),
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True),
         ]
         for mult in (1, 2):  # d128, d256
             layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
-                _norm(ngf * mult * 2), nn.ReLU(True),
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, ngf * mult * 2), nn.ReLU(True),
             ]
-        layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
+        layers += [ResidualBlock(ngf * 4, norm) for _ in range(n_blocks)]
         for mult in (4, 2):  # u128, u64
             layers += [
-                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                _norm(ngf * mult // 2), nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                norm_layer(norm, ngf * mult // 2), nn.ReLU(True),
             ]
         layers += [nn.ReflectionPad2d(3), FewOutputConv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)

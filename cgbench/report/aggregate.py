@@ -4,8 +4,10 @@
   interval of the mean (Student t with n−1 degrees of freedom) and n.
 * :func:`welch_p`: two-sided Welch t-test (unequal variances) of two samples; None when either has
   fewer than 2 values.
+* :func:`above_p`: one-sided one-sample t-test of a row's seed values against a fixed value (the
+  floor); None when there are fewer than 2 values.
 * :func:`fill_table`: one :class:`~cgbench.report.paper.PaperTable` with our runs' numbers beside the
-  published ones, each row tested against full CycleGAN.
+  published ones, each row tested against full CycleGAN and against the floor (the best null row).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from cgbench.protocol import metric_key
+from cgbench.protocol import NULL_ROW_NAMES, NULL_ROWS, metric_key
 from cgbench.report.paper import (
     GROUND_TRUTH, GROUND_TRUTH_NAME, METRICS, REFERENCE_ROW, PaperRow, PaperTable,
 )
@@ -76,6 +78,20 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def above_p(values: Sequence[float], threshold: float) -> float | None:
+    """One-sided p that the mean of ``values`` exceeds ``threshold`` (one-sample Student t, H1:
+    mean > threshold). None with fewer than 2 values; with no spread, 0 when every value is above
+    and 1 otherwise (the statistic is undefined there)."""
+    xs = [float(x) for x in values if not math.isnan(float(x))]
+    if len(xs) < 2 or math.isnan(threshold):
+        return None
+    if len(set(xs)) == 1:
+        return 0.0 if xs[0] > threshold else 1.0
+    from scipy import stats
+
+    return float(stats.ttest_1samp(xs, threshold, alternative="greater").pvalue)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One finished, evaluated training run, as the report needs it."""
@@ -89,6 +105,7 @@ class RunRecord:
     dataset: str = ""
     digest: str = ""
     preset: str = ""
+    image_size: str = ""
 
     @property
     def random_features(self) -> bool:
@@ -111,12 +128,21 @@ class RowResult:
     upper_bound: bool = False
     extra: bool = False  # not a row of the paper's table
     ceiling: bool = False  # the FCN's ground-truth row
+    null: bool = False  # a null translator's row (the floor)
     stats: dict[str, Stat] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)
     p: dict[str, float | None] = field(default_factory=dict)  # vs the reference row; empty: not compared
     runs: list[RunRecord] = field(default_factory=list)
     best: set[str] = field(default_factory=set)
     random_features: bool = False
+    floor_p: dict[str, float | None] = field(default_factory=dict)  # one-sided, vs the best null; empty: no floor
+
+    def clears_floor(self, metric: str, alpha: float = ALPHA) -> bool | None:
+        """Whether the row's seed mean is above the floor (one-sided p < alpha, n >= 2); None when
+        there is no floor to clear or the row is a reference row itself."""
+        if metric not in self.floor_p:
+            return None
+        return significant(self.floor_p[metric], alpha)
 
     @property
     def n(self) -> int:
@@ -135,6 +161,7 @@ class TableResult:
     table: PaperTable
     rows: list[RowResult]
     ground_truth: RowResult | None = None
+    nulls: list[RowResult] = field(default_factory=list)  # the floor's rows, in NULL_ROWS order
     seeds: list[str] = field(default_factory=list)
     dataset: str = ""
     digest: str = ""
@@ -147,7 +174,18 @@ class TableResult:
 
     @property
     def all_rows(self) -> list[RowResult]:
-        return self.rows + ([self.ground_truth] if self.ground_truth is not None else [])
+        return self.rows + self.nulls + ([self.ground_truth] if self.ground_truth is not None else [])
+
+    def floor(self, metric: str) -> float:
+        """The best null row's value of ``metric`` (NaN when no null row was recorded)."""
+        values = [r.stats[metric].mean for r in self.nulls if r.stats[metric].n]
+        return max(values) if values else math.nan
+
+    def ceiling(self, metric: str) -> float:
+        """Real photos through the FCN (labels→photo); a perfect label map scores 1 (photo→labels)."""
+        if self.ground_truth is None:
+            return 1.0
+        return self.ground_truth.stats[metric].mean if self.ground_truth.stats[metric].n else math.nan
 
     @property
     def n_runs(self) -> int:
@@ -158,9 +196,10 @@ def _seed_key(seed: str):
     return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
 
 
-def _fill_row(paper_row: PaperRow, runs: list[RunRecord], direction: str, extra: bool = False) -> RowResult:
+def _fill_row(paper_row: PaperRow, runs: list[RunRecord], direction: str, extra: bool = False,
+              null: bool = False) -> RowResult:
     row = RowResult(paper_row.key, paper_row.name, paper_row.published, paper_row.flag, paper_row.upper_bound,
-                    extra=extra)
+                    extra=extra, null=null)
     scored = [(r, s) for r in runs if (s := r.scores(direction)) is not None]
     scored.sort(key=lambda rs: _seed_key(rs[0].seed))
     row.runs = [r for r, _ in scored]
@@ -175,11 +214,15 @@ def fill_table(
     runs: Iterable[RunRecord],
     ground_truth: Sequence[Mapping[str, float]] = (),
     alpha: float = ALPHA,
+    nulls: Iterable[RunRecord] = (),
 ) -> TableResult:
     """The paper's ``table`` filled with ``runs`` (grouped by their row, aggregated over seeds).
 
     ``ground_truth``: one dict of the three scores per distinct evaluator FCN (labels→photo tables
-    only). Every row but the reference is Welch-tested against full CycleGAN, per metric.
+    only). ``nulls``: the null translators' runs (their ``row`` is a key of
+    :data:`cgbench.protocol.NULL_ROWS`); the best of them per metric is the floor. Every row but
+    the reference is Welch-tested against full CycleGAN, and every trained row is tested
+    (one-sided) against the floor, per metric.
     """
     by_row: dict[str, list[RunRecord]] = {}
     for run in runs:
@@ -204,6 +247,13 @@ def fill_table(
                 if r.stats[m].mean == top:
                     r.best.add(m)
 
+    by_null: dict[str, list[RunRecord]] = {}
+    for run in nulls:
+        by_null.setdefault(run.row, []).append(run)
+    null_rows = [_fill_row(PaperRow(key, NULL_ROW_NAMES[key], None), by_null[key], table.direction, null=True)
+                 for key in NULL_ROWS[table.direction] if key in by_null]
+    null_rows = [r for r in null_rows if r.n]
+
     gt_row = None
     if table.direction == "labels2photo":
         gt_row = RowResult("ground_truth", GROUND_TRUTH_NAME, GROUND_TRUTH, ceiling=True)
@@ -214,11 +264,16 @@ def fill_table(
     used = [r for row in rows for r in row.runs]
     seeds = sorted({r.seed for r in used}, key=_seed_key)
     first = used[0] if used else None
-    return TableResult(
-        table, rows, gt_row, seeds,
+    result = TableResult(
+        table, rows, gt_row, null_rows, seeds,
         dataset=first.dataset if first else "", digest=first.digest if first else "",
         preset=first.preset if first else "", alpha=alpha,
     )
+    if null_rows:
+        for row in rows:
+            if row.n:
+                row.floor_p = {m: above_p(row.values[m], result.floor(m)) for m in METRICS}
+    return result
 
 
 def significant(p: float | None, alpha: float = ALPHA) -> bool:

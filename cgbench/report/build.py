@@ -21,7 +21,9 @@ from typing import Callable, Iterable, Sequence
 from cgbench.errors import CgbenchError
 from cgbench.report import render
 from cgbench.report.aggregate import RunRecord, TableResult, fill_table
-from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, REPORT_METHOD, TAG_PREFIX, metric_prefix
+from cgbench.protocol import (
+    FCN_METHOD, GROUND_TRUTH_PREFIX, NULL_METHOD, REPORT_METHOD, TAG_PREFIX, metric_prefix,
+)
 from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES
 from cgbench.tracking import RunTracker, client_for, get_run
 
@@ -80,6 +82,7 @@ def _record(run) -> RunRecord:
         seed=tags.get(TAG_PREFIX + "seed", ""), metrics=dict(run.data.metrics), tags=dict(tags),
         dataset=tags.get(TAG_PREFIX + "dataset", ""), digest=tags.get(TAG_PREFIX + "dataset_digest", ""),
         preset=tags.get(TAG_PREFIX + "preset", ""),
+        image_size=tags.get(TAG_PREFIX + "image_size", run.data.params.get("image_size", "")),
     )
 
 
@@ -113,7 +116,7 @@ def _row_runs(runs) -> tuple[list[RunRecord], list[RunRecord]]:
     evaluated, waiting = [], []
     for run in runs:
         tags = run.data.tags
-        if tags.get(TAG_PREFIX + "method") in (REPORT_METHOD, FCN_METHOD) or not tags.get(TAG_PREFIX + "row"):
+        if tags.get(TAG_PREFIX + "method") in (REPORT_METHOD, FCN_METHOD, NULL_METHOD) or not tags.get(TAG_PREFIX + "row"):
             continue
         record = _record(run)
         (evaluated if _evaluated(record) else waiting).append(record)
@@ -130,6 +133,49 @@ def check_not_mixed(records: Sequence[RunRecord], source: str) -> None:
                          for (d, g, p), n in sorted(kinds.items(), key=lambda kv: -kv[1]))
         raise CgbenchError(f"the runs of {source} mix datasets or presets ({desc}); a table must compare like with "
                            "like: report one sweep with --sweep RUN_ID, or keep each kind in its own --experiment")
+    for what, value_of in (("precisions", precision), ("data preparations (prep)", prep)):
+        groups: dict[str, list[str]] = {}
+        for r in records:
+            groups.setdefault(value_of(r), []).append(r.run_id)
+        if len(groups) > 1:
+            desc = "; ".join(f"{v}: {', '.join(i[:8] for i in ids[:4])}{' ...' if len(ids) > 4 else ''}"
+                             for v, ids in sorted(groups.items()))
+            raise CgbenchError(f"the runs of {source} mix {what} ({desc}); a table compares one setting only: "
+                               "re-run the odd ones, or keep each kind in its own --experiment")
+
+
+def precision(record: RunRecord) -> str:
+    """The precision a run's forward passes ran in (runs from before the tag were fp32)."""
+    return record.tags.get(TAG_PREFIX + "precision", "fp32")
+
+
+def prep(record: RunRecord) -> str:
+    """The run's data preparation (runs from before the key used ``clean``)."""
+    return record.tags.get(TAG_PREFIX + "prep", "clean")
+
+
+def null_records(client, records: Sequence[RunRecord]) -> list[RunRecord]:
+    """The null translators' runs for the data, image size and evaluator FCN of ``records``
+    (recorded once per dataset digest, image size and FCN, in any experiment)."""
+    if not records or not records[0].digest:
+        return []
+    digest, size = records[0].digest, records[0].image_size
+    runs = _all_runs(client, [e.experiment_id for e in client.search_experiments()],
+                     f"tags.`{TAG_PREFIX}method` = '{NULL_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = "
+                     f"'{digest}' and attributes.status = 'FINISHED'")
+    fcns = {r.tags.get(TAG_PREFIX + "eval.fcn.fcn") for r in records} - {None}
+    out = []
+    for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
+        record = _record(run)
+        if size and record.image_size != size:
+            continue
+        fcn = record.tags.get(TAG_PREFIX + "eval.fcn.fcn")
+        if fcn is not None and fcns and fcn not in fcns:
+            continue  # scored by another FCN than the trained rows
+        if any(o.row == record.row for o in out):
+            continue  # the newest of each row
+        out.append(record)
+    return out
 
 
 def ground_truths(client, records: Sequence[RunRecord]) -> list[dict[str, float]]:
@@ -195,6 +241,12 @@ def bar_chart(result: TableResult) -> str:
         gt = result.ground_truth
         if gt is not None and gt.stats[m].n:
             ax.axhline(gt.stats[m].mean, color="#1a7f37", linestyle="--", linewidth=1, label="ground truth (ours)")
+        floor = result.floor(m)
+        if not math.isnan(floor):
+            ceiling = result.ceiling(m)
+            ax.axhspan(floor, ceiling if not math.isnan(ceiling) else 1.0, color="#1a7f37", alpha=0.08, linewidth=0,
+                       zorder=0, label="floor (best null) to ceiling")
+            ax.axhline(floor, color="#9a6700", linestyle=":", linewidth=1.2, label="floor (best null)")
         ax.set_title(METRIC_NAMES[m], fontsize=10)
         ax.set_xticks(xs, [_short(r.name) for r in rows], rotation=35, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
@@ -375,7 +427,12 @@ def build_report(
                      + ("" if len(known) == len(others) else "; rows unknown to the paper's tables are never shown"))
 
     gts = ground_truths(client, records)
-    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else ()) for n in numbers]
+    nulls = null_records(client, records)
+    if not nulls:
+        notes.append("no null rows are recorded for these data and this FCN, so the tables show no floor: "
+                     "record them with cgbench eval --nulls")
+    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls)
+               for n in numbers]
     report_name = name or default_name
     meta = render.ReportMeta(report_name, source, tracking_uri or client.tracking_uri, notes)
     figs = figures_for(client, results) if figures else render.Figures()

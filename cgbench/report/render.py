@@ -14,7 +14,11 @@ from cgbench.report.paper import DIRECTIONS, FLAGS, METRIC_NAMES, METRICS
 RANDOM_MARK = "§"
 RANDOM_NOTE = "VGG-16 features from random weights, not ImageNet"
 SIG_MARK = "*"
+FLOOR_MARK = "▴"
 P_HEADER = "p vs CycleGAN (pixel / class / IoU)"
+FLOOR_EXPLAINED = ("The floor is what a translator that learned nothing scores through the same evaluator: "
+                   "the null rows, below the trained ones. A number means something only where it clears the "
+                   "best null row of its column, as the ceiling (ground truth) bounds it from above.")
 
 
 @dataclass
@@ -51,8 +55,13 @@ def p_text(p: float | None, alpha: float) -> str:
     return text + (SIG_MARK if significant(p, alpha) else "")
 
 
+def cell_text(row: RowResult, metric: str, pm: str = "±") -> str:
+    """Our value of a row and metric, marked when it clears the floor."""
+    return ours_text(row.stats[metric], pm) + (FLOOR_MARK if row.clears_floor(metric) else "")
+
+
 def row_p_text(row: RowResult, alpha: float) -> str:
-    if row.ceiling:
+    if row.ceiling or row.null:
         return ""
     if row.is_reference:
         return "(reference)"
@@ -93,6 +102,14 @@ def caption_details(result: TableResult) -> str:
         "Bold: our best per column" + (" among unpaired methods (pix2pix is the paired upper bound)." if upper
                                        else "."),
     ]
+    if result.nulls:
+        best = " / ".join(fmt(result.floor(m)) for m in METRICS)
+        parts.append(f"Null rows: translators that learned nothing, scored the same way (the floor; best: {best}). "
+                     f"{FLOOR_MARK} the row's seed mean is above the best null row by a one-sided t-test, "
+                     f"p < {result.alpha:g} (uncorrected, n ≥ 2).")
+    else:
+        parts.append("No null rows are recorded for these data, so no floor is shown: record them with "
+                     "cgbench eval --nulls.")
     if result.ground_truth is not None:
         parts.append("Ground truth: real photos through the same FCN, the score's ceiling "
                      "(paper value from the pix2pix paper).")
@@ -131,7 +148,7 @@ def markdown_table(result: TableResult) -> str:
     for row in result.all_rows:
         cells = [_md_escape(row_name(row)), str(row.n)]
         for m in METRICS:
-            text = ours_text(row.stats[m])
+            text = cell_text(row, m)
             cells += [f"**{text}**" if m in row.best else text, published_text(row, m)]
         cells.append(row_p_text(row, result.alpha))
         lines.append("| " + " | ".join(cells) + " |")
@@ -145,7 +162,8 @@ def markdown_table(result: TableResult) -> str:
 
 def markdown(meta: ReportMeta, results: list[TableResult]) -> str:
     out = [f"# cgbench report: {meta.name}", "",
-           f"Runs from {meta.source}" + (f" in {meta.tracking_uri}" if meta.tracking_uri else "") + ".", ""]
+           f"Runs from {meta.source}" + (f" in {meta.tracking_uri}" if meta.tracking_uri else "") + ".", "",
+           FLOOR_EXPLAINED, ""]
     for note in meta.notes:
         out.append(f"> Note: {note}")
     if meta.notes:
@@ -169,18 +187,19 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _latex_ours(stat: Stat, best: bool) -> str:
+def _latex_ours(stat: Stat, best: bool, clears: bool = False) -> str:
     if stat.n == 0:
         return r"\textit{not run}"
     if stat.n == 1 or math.isnan(stat.ci):
         body = fmt(stat.mean)
     else:
         body = rf"{fmt(stat.mean)} \pm {fmt(stat.ci)}"
-    return rf"$\mathbf{{{body}}}$" if best else f"${body}$"
+    mark = r"^{\blacktriangle}" if clears else ""
+    return rf"$\mathbf{{{body}}}{mark}$" if best else f"${body}{mark}$"
 
 
 def _latex_p(row: RowResult, alpha: float) -> str:
-    if row.ceiling:
+    if row.ceiling or row.null:
         return ""
     if row.is_reference:
         return r"\textit{ref.}"
@@ -207,6 +226,9 @@ def latex_table(result: TableResult) -> str:
     ]
     for row in result.rows:
         lines.append(_latex_row(row, result.alpha))
+    if result.nulls:
+        lines.append(r"\midrule")
+        lines += [_latex_row(row, result.alpha) for row in result.nulls]
     if result.ground_truth is not None:
         lines.append(r"\midrule")
         lines.append(_latex_row(result.ground_truth, result.alpha))
@@ -221,22 +243,23 @@ def latex_table(result: TableResult) -> str:
 def _latex_row(row: RowResult, alpha: float) -> str:
     cells = [latex_escape(row_name(row)), str(row.n)]
     for m in METRICS:
-        cells += [_latex_ours(row.stats[m], m in row.best), latex_escape(published_text(row, m))]
+        cells += [_latex_ours(row.stats[m], m in row.best, bool(row.clears_floor(m))),
+                  latex_escape(published_text(row, m))]
     cells.append(_latex_p(row, alpha))
     return " & ".join(cells) + r" \\"
 
 
 def latex(meta: ReportMeta, results: list[TableResult]) -> str:
     head = [f"% cgbench report: {meta.name} ({meta.source}).",
-            r"% Needs \usepackage{booktabs} in the preamble."]
+            r"% Needs \usepackage{booktabs} and \usepackage{amssymb} in the preamble."]
     return "\n".join(head) + "\n\n" + "\n\n".join(latex_table(r) for r in results) + "\n"
 
 
 # --- CSV ---------------------------------------------------------------------------------------------
 
 CSV_FIELDS = ("table", "direction", "row", "row_name", "metric", "mean", "std", "ci", "n", "published",
-              "published_flag", "p_vs_cyclegan", "significant", "random_features", "dataset", "dataset_digest",
-              "preset", "seeds", "run_ids")
+              "published_flag", "p_vs_cyclegan", "significant", "floor", "p_vs_floor", "clears_floor",
+              "random_features", "dataset", "dataset_digest", "preset", "seeds", "run_ids")
 
 
 def _num(x: float | None) -> str:
@@ -259,6 +282,9 @@ def csv_text(results: list[TableResult]) -> str:
                     "n": s.n, "published": _num(row.published_value(m)), "published_flag": row.flag or "",
                     "p_vs_cyclegan": _num(p), "significant": str(significant(p, result.alpha)).lower()
                     if row.p else "",
+                    "floor": _num(result.floor(m)) if result.nulls else "",
+                    "p_vs_floor": _num(row.floor_p.get(m)),
+                    "clears_floor": "" if row.clears_floor(m) is None else str(row.clears_floor(m)).lower(),
                     "random_features": str(row.random_features).lower(), "dataset": result.dataset,
                     "dataset_digest": result.digest, "preset": result.preset, "seeds": " ".join(result.seeds),
                     "run_ids": " ".join(r.run_id for r in row.runs),
@@ -281,7 +307,8 @@ th,td{padding:5px 10px;text-align:right;white-space:nowrap}th{border-bottom:1.5p
 tbody tr:last-child td{border-bottom:1.5px solid #1f2328}td.name,th.name{text-align:left}
 td.p{text-align:left;color:#57606a}td.paper{color:#57606a}th.sub{font-weight:400;color:#57606a;
  border-bottom:1px solid #8c959f}tr.ceiling td{border-top:1px solid #8c959f;font-style:italic}
-tr.notrun td.ours{color:#8c959f;font-style:italic}b{font-weight:700}.sig{color:#cf222e;font-weight:600}
+tr.notrun td.ours{color:#8c959f;font-style:italic}tr.null td{color:#57606a}
+tr.firstnull td{border-top:1px solid #8c959f}b{font-weight:700}.sig{color:#cf222e;font-weight:600}
 caption{caption-side:top;text-align:left;color:#1f2328;padding:0 0 6px;font-size:.95em;max-width:1100px;
  white-space:normal}caption .more{color:#57606a}
 .foot{font-size:.85em;color:#57606a;margin:0 0 1em}.fig{margin:.8em 0}.fig img{max-width:100%;height:auto;
@@ -306,10 +333,11 @@ def html_table(result: TableResult) -> str:
     out += ["<th class=sub>ours</th><th class=sub>paper</th>" for _ in METRICS]
     out.append("</tr></thead><tbody>")
     for row in result.all_rows:
-        cls = "ceiling" if row.ceiling else ("notrun" if row.n == 0 else "")
+        cls = "ceiling" if row.ceiling else ("null" + (" firstnull" if row is result.nulls[0] else "")
+                                             if row.null else ("notrun" if row.n == 0 else ""))
         cells = [f"<td class=name>{_e(row_name(row))}</td><td>{row.n}</td>"]
         for m in METRICS:
-            text = _e(ours_text(row.stats[m]))
+            text = _e(cell_text(row, m))
             cells.append(f"<td class=ours>{'<b>' + text + '</b>' if m in row.best else text}</td>"
                          f"<td class=paper>{_e(published_text(row, m))}</td>")
         p = _e(row_p_text(row, result.alpha)).replace(SIG_MARK, f"<span class=sig>{SIG_MARK}</span>")
@@ -335,7 +363,8 @@ class Figures:
 def html_page(meta: ReportMeta, results: list[TableResult], figures: Figures) -> str:
     body = [f"<h1>cgbench report: {_e(meta.name)}</h1>",
             f"<p class=meta>Runs from {_e(meta.source)}"
-            + (f" in <code>{_e(meta.tracking_uri)}</code>" if meta.tracking_uri else "") + ".</p>"]
+            + (f" in <code>{_e(meta.tracking_uri)}</code>" if meta.tracking_uri else "") + ".</p>",
+            f"<p class=meta>{_e(FLOOR_EXPLAINED)}</p>"]
     body += [f"<div class=note>{_e(n)}</div>" for n in meta.notes]
     for result in results:
         body.append(f"<h2>Table {result.number}: {_e(result.table.title)}</h2>")
