@@ -3,13 +3,13 @@ under the real layer names, read back into PyTorch; the network against an indep
 forward; the public script's histogram arithmetic, its quirks and the strict mode.
 
 The files use narrow channel widths (the published geometry, names, kernels, pads and crops, with
-VGG-16's 64..512 and 4096 channels shrunk) so a whole file is written, read and run in a second.
+VGG-16's 64..512 and 4096 channels shrunk) so a whole file is written, read and run in a second;
+one test writes a file of the real size.
 """
 
 from __future__ import annotations
 
 import io
-import struct
 
 import numpy as np
 import pytest
@@ -105,7 +105,8 @@ def published_layers(fill, trunk=TRUNK, fc=FC) -> list[tuple[str, str, list[np.n
     """Weights in the published layout (deploy.prototxt's names and order), ``fill(shape, fan_in)``."""
     def conv(name, cout, cin, k, stride=0):  # stride > 0: a Deconvolution, without bias
         weight = fill((cout, cin, k, k), cin * k * k / max(stride, 1) ** 2)
-        return (name, "Deconvolution", [weight]) if stride else (name, "Convolution", [weight, fill((cout,), 50)])
+        bias = fill((cout,), 50)  # about 0.2
+        return (name, "Deconvolution", [weight]) if stride else (name, "Convolution", [weight, bias])
 
     layers, cin = [], 3
     for block, (n, cout) in enumerate(zip(BLOCKS, trunk), start=1):
@@ -230,9 +231,11 @@ def test_every_blob_lands_in_its_tensor(tmp_path, layout):
     write_caffemodel(path, layers, layout)
     read = list(iter_caffemodel(path))
     assert [name for name, _ in read] == [name for name, _, _ in layers]  # blob-less layers too, in order
+    def stored_shape(b):  # a legacy blob keeps Caffe's 4-D num/channels/height/width
+        return (1,) * (4 - b.ndim) + b.shape if layout == "legacy" else b.shape
+
     for (_, stored), (_, _, blobs) in zip(read, layers):
-        legacy_shape = lambda b: (1,) * (4 - b.ndim) + b.shape  # noqa: E731
-        assert [s.shape for s in stored] == [legacy_shape(b) if layout == "legacy" else b.shape for b in blobs]
+        assert [s.shape for s in stored] == [stored_shape(b) for b in blobs]
     assert_blobs_loaded(small_model(path), layers)
 
 
@@ -283,7 +286,7 @@ def edited(layers, name, blobs):
      ["layer score_extra holds weights the published FCN-8s has no place for"]),
     (lambda ls: ls + [ls[0]], ["layer conv1_1 appears twice"]),
 ])
-def test_a_wrong_layout_is_one_line_naming_the_layer(tmp_path, caffe_file, change, fragments):
+def test_a_wrong_layout_is_one_line_naming_the_layer(tmp_path, change, fragments):
     path = tmp_path / "wrong.caffemodel"
     layers = published_layers(he_normal(np.random.default_rng(4)))
     write_caffemodel(path, change(layers))

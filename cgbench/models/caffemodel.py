@@ -84,15 +84,18 @@ class _Wire:
         return self.pos() + size
 
     def skip(self, wire: int, end: int) -> None:
+        """Step over a field of this wire type without reading its payload."""
         if wire == VARINT:
             self.varint()
             return
-        sizes = {FIXED64: 8, FIXED32: 4}
-        if wire not in (LENGTH, *sizes):
+        if wire == LENGTH:
+            size = self.length(end)
+        elif wire in (FIXED64, FIXED32):
+            size = 8 if wire == FIXED64 else 4
+            if self.pos() + size > end:
+                raise _Corrupt(f"a field at byte {self.pos()} runs past byte {end}")
+        else:
             raise _Corrupt(f"unknown wire type {wire} at byte {self.pos()}")
-        size = self.length(end) if wire == LENGTH else sizes[wire]
-        if self.pos() + size > end:
-            raise _Corrupt(f"a field at byte {self.pos()} runs past byte {end}")
         self.f.seek(size, os.SEEK_CUR)
 
     def array(self, size: int, dtype: str) -> np.ndarray:
@@ -135,10 +138,14 @@ def _blob(wire: _Wire, end: int) -> np.ndarray:
             doubles.append(wire.array(wire.length(end) if wire_type == LENGTH else 8, "<f8"))
         else:
             wire.skip(wire_type, end)
-    if shape is None:  # Caffe's legacy 4-D blob: num, channels, height, width (0 where unset)
-        shape = tuple(legacy.get(f, 0) for f in (1, 2, 3, 4)) if legacy else ()
-    parts = doubles or chunks  # Caffe prefers double_data when a blob has it
-    data = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.empty(0, "<f4")
+    if legacy:  # as in Caffe, the legacy 4-D dims win: num, channels, height, width (0 where unset)
+        shape = tuple(legacy.get(f, 0) for f in (1, 2, 3, 4))
+    shape = shape or ()
+    parts = doubles or chunks  # as in Caffe, double_data wins where a blob has it
+    if len(parts) == 1:
+        data = parts[0]  # the usual case: one packed payload, not copied
+    else:
+        data = np.concatenate(parts) if parts else np.empty(0, np.float32)
     if data.size != int(np.prod(shape)):
         raise _Corrupt(f"a blob of shape {shape} holds {data.size} values")
     return data.astype(np.float32, copy=False).reshape(shape)
