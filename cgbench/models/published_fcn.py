@@ -19,6 +19,10 @@ geometry layer for layer, under the Caffe layer names, so the weights of the ``.
 
 Input: BGR images minus :data:`BGR_MEAN`, on 0-255 values (:func:`preprocess`), any size.
 Output: ``(N, 20, H, W)`` scores at the input's size.
+
+The channel widths are the published ones by default (VGG-16's 64…512 and 4096 in ``fc6_cs`` and
+``fc7_cs``); tests build the same geometry, layer names, kernels, pads and crops with narrower
+widths so that a whole file in the published layout can be written and checked in a second.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BGR_MEAN", "NUM_OUTPUTS", "PublishedFCN8s", "caffe_crop", "preprocess"]
+__all__ = [
+    "BGR_MEAN", "FC_WIDTH", "NUM_OUTPUTS", "TRUNK_WIDTHS",
+    "PublishedFCN8s", "caffe_crop", "channels_first", "preprocess",
+]
 
 NUM_OUTPUTS = 20
 BGR_MEAN = (72.78044, 83.21195, 73.45286)  # the public script's mean, in BGR order, on 0-255 values
 
-# (block, layers, in channels, out channels) of the VGG-16 trunk
-_TRUNK = ((1, 2, 3, 64), (2, 2, 64, 128), (3, 3, 128, 256), (4, 3, 256, 512), (5, 3, 512, 512))
+TRUNK_WIDTHS = (64, 128, 256, 512, 512)  # output channels of VGG-16's blocks 1-5
+FC_WIDTH = 4096  # outputs of fc6_cs and fc7_cs
+_LAYERS = (2, 2, 3, 3, 3)  # convolutions per block
 
 
 def caffe_crop(x: torch.Tensor, offset: int, height: int, width: int) -> torch.Tensor:
@@ -42,11 +50,21 @@ def caffe_crop(x: torch.Tensor, offset: int, height: int, width: int) -> torch.T
     return x[..., offset:offset + height, offset:offset + width]
 
 
+def channels_first(images_uint8: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` or ``(N, H, W, 3)`` uint8 images as ``(N, 3, H, W)`` (3 in dimension 1 wins).
+
+    Anything but uint8 is refused: the network expects 0-255 values, and a [-1, 1] or [0, 1] float
+    image would be scored silently as a nearly black one.
+    """
+    shape = tuple(images_uint8.shape)
+    if images_uint8.dtype != torch.uint8 or len(shape) != 4 or 3 not in (shape[1], shape[-1]):
+        raise ValueError(f"expected (N, 3, H, W) or (N, H, W, 3) uint8 RGB images, got {shape} {images_uint8.dtype}")
+    return images_uint8 if shape[1] == 3 else images_uint8.permute(0, 3, 1, 2)
+
+
 def preprocess(images_uint8: torch.Tensor) -> torch.Tensor:
-    """``(N, H, W, 3)`` or ``(N, 3, H, W)`` RGB uint8 → the network's input: BGR float minus the mean."""
-    if images_uint8.shape[-1] == 3 and images_uint8.shape[1] != 3:
-        images_uint8 = images_uint8.permute(0, 3, 1, 2)
-    bgr = images_uint8.flip(1).float()
+    """``(N, 3, H, W)`` or ``(N, H, W, 3)`` RGB uint8 → the network's input: BGR float minus the mean."""
+    bgr = channels_first(images_uint8).flip(1).float()
     mean = torch.tensor(BGR_MEAN, dtype=bgr.dtype, device=bgr.device).view(1, 3, 1, 1)
     return bgr - mean
 
@@ -54,19 +72,23 @@ def preprocess(images_uint8: torch.Tensor) -> torch.Tensor:
 class PublishedFCN8s(nn.Module):
     """FCN-8s with the layer names, shapes and crops of ``fcn-8s-cityscapes`` (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trunk_widths: tuple[int, ...] = TRUNK_WIDTHS, fc_width: int = FC_WIDTH) -> None:
         super().__init__()
-        for block, layers, cin, cout in _TRUNK:
+        if len(trunk_widths) != len(_LAYERS):
+            raise ValueError(f"trunk_widths needs one width per VGG-16 block (5), got {trunk_widths}")
+        cin = 3
+        for block, (layers, cout) in enumerate(zip(_LAYERS, trunk_widths), start=1):
             for i in range(1, layers + 1):
                 pad = 100 if (block, i) == (1, 1) else 1
-                self.add_module(f"conv{block}_{i}", nn.Conv2d(cin if i == 1 else cout, cout, 3, padding=pad))
-        self.fc6_cs = nn.Conv2d(512, 4096, 7)
-        self.fc7_cs = nn.Conv2d(4096, 4096, 1)
-        self.score_fr = nn.Conv2d(4096, NUM_OUTPUTS, 1)
+                self.add_module(f"conv{block}_{i}", nn.Conv2d(cin, cout, 3, padding=pad))
+                cin = cout
+        self.fc6_cs = nn.Conv2d(trunk_widths[4], fc_width, 7)
+        self.fc7_cs = nn.Conv2d(fc_width, fc_width, 1)
+        self.score_fr = nn.Conv2d(fc_width, NUM_OUTPUTS, 1)
         self.upscore2 = nn.ConvTranspose2d(NUM_OUTPUTS, NUM_OUTPUTS, 4, stride=2, bias=False)
-        self.score_pool4 = nn.Conv2d(512, NUM_OUTPUTS, 1)
+        self.score_pool4 = nn.Conv2d(trunk_widths[3], NUM_OUTPUTS, 1)
         self.upscore_pool4 = nn.ConvTranspose2d(NUM_OUTPUTS, NUM_OUTPUTS, 4, stride=2, bias=False)
-        self.score_pool3 = nn.Conv2d(256, NUM_OUTPUTS, 1)
+        self.score_pool3 = nn.Conv2d(trunk_widths[2], NUM_OUTPUTS, 1)
         self.upscore8 = nn.ConvTranspose2d(NUM_OUTPUTS, NUM_OUTPUTS, 16, stride=8, bias=False)
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
         self.relu = nn.ReLU(inplace=True)
@@ -80,7 +102,7 @@ class PublishedFCN8s(nn.Module):
         height, width = x.shape[-2:]
         pools = {}
         h = x
-        for block, layers, _, _ in _TRUNK:
+        for block, layers in enumerate(_LAYERS, start=1):
             h = pools[block] = self._block(h, block, layers)
         h = self.relu(self.fc6_cs(h))
         h = self.relu(self.fc7_cs(h))
