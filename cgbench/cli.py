@@ -413,10 +413,14 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
                    "own). See --list.")
 @click.option("--list", "list_evaluators", is_flag=True, help="Show every installed evaluator and exit.")
 @click.option("--fcn", "fcn", default=None, metavar="RUN_ID|PATH",
-              help="The evaluator FCN: an FCN run id or a .pt file (checkpoint or bare state dict). "
-                   "Default: the latest finished FCN trained on the same data at the same image size.")
+              help="The evaluator FCN: an FCN run id, a .pt file (checkpoint or bare state dict), or the "
+                   "published FCN-8s as caffe:PATH (any PATH ending in .caffemodel). Default: the latest "
+                   "finished FCN trained on the same data at the same image size.")
 @click.option("--fcn-arch", type=click.Choice(["fcn8s", "fcn_resnet50"]), default=None,
               help="Architecture of a bare state dict given with --fcn (default fcn8s).")
+@click.option("--fcn-strict", is_flag=True,
+              help="With the published FCN-8s (--fcn caffe:PATH): count its 20th output as a miss and drop no "
+                   "image, instead of the public script's arithmetic (which the published numbers contain).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--samples", "n_samples", type=int, default=4, show_default=True, help="Images in the sample grid.")
@@ -428,8 +432,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @handle_errors
 def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_size, name, experiment, allow_partial,
-          data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, batch_size, device, n_samples, save_images,
-          tracking_uri, progress):
+          data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size, device, n_samples,
+          save_images, tracking_uri, progress):
     """Score with the paper's protocol: a trained run, a folder of images, an authors' checkpoint, or
     the null translators; results are recorded in MLflow."""
     from cgbench.errors import CgbenchError
@@ -456,12 +460,14 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
     if run_id:
         report = ev.evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
                              batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
-                             progress=progress, echo=click.echo)
+                             progress=progress, echo=click.echo, fcn_strict=fcn_strict)
     else:
         if direction is None:
             raise CgbenchError(f"{modes[0]} needs --direction labels2photo or photo2labels")
-        req = ev.ExternalRequest(direction, data, name, experiment, metrics, image_size, fcn, fcn_arch, batch_size,
-                                 device, n_samples, allow_partial, tracking_uri, progress)
+        req = ev.ExternalRequest(direction, data=data, name=name, experiment=experiment, metrics=metrics,
+                                 image_size=image_size, fcn=fcn, fcn_arch=fcn_arch, batch_size=batch_size,
+                                 device=device, n_samples=n_samples, allow_partial=allow_partial,
+                                 tracking_uri=tracking_uri, progress=progress, fcn_strict=fcn_strict)
         if images_dir:
             report = ev.evaluate_images(images_dir, req, echo=click.echo)
         else:

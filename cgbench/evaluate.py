@@ -92,6 +92,7 @@ def evaluate(
     n_samples: int = 4,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    fcn_strict: bool = False,
 ) -> EvalReport:
     """Score ``run_id`` with the named evaluators and record the results in the run."""
     if batch_size < 1:
@@ -113,7 +114,7 @@ def evaluate(
     segmenter = None
     if needs_fcn(classes):  # resolved before any work, so a missing FCN fails fast
         segmenter = load_fcn(fcn, client, dev, arch=fcn_arch, digest=tags.get(TAG_PREFIX + "dataset_digest"),
-                             image_size=config.image_size, data_root=root, echo=echo)
+                             image_size=config.image_size, data_root=root, echo=echo, strict=fcn_strict)
     split = load_val_split(root, config.image_size)
     source = run_source(config, state, run_id, dev)
     context = EvalContext(split, config.image_size, dev, batch_size, n_samples, run_id,
@@ -172,6 +173,7 @@ class ExternalRequest:
     allow_partial: bool = False
     tracking_uri: str | None = None
     progress: bool = True
+    fcn_strict: bool = False
 
 
 DEFAULT_BY_DIRECTION = {"labels2photo": ("fcn",), "photo2labels": ("seg",)}
@@ -253,7 +255,7 @@ def _score_external(source: Source, classes, split, ref, req: ExternalRequest, e
     dev = resolve_device(req.device)
     digest = load_split(ref.root, "train", size=8).digest  # the data's identity, as trained runs record it
     segmenter = (load_fcn(req.fcn, client, dev, arch=req.fcn_arch, digest=digest, image_size=source.image_size,
-                          data_root=ref.root, echo=echo) if needs_fcn(classes) else None)
+                          data_root=ref.root, echo=echo, strict=req.fcn_strict) if needs_fcn(classes) else None)
     tags = {TAG_PREFIX + "method": EXTERNAL_METHOD, TAG_PREFIX + "source": source.kind, TAG_PREFIX + "row": source.name,
             TAG_PREFIX + "dataset": ref.name, TAG_PREFIX + "dataset_digest": digest,
             TAG_PREFIX + "image_size": str(source.image_size), TAG_PREFIX + "direction": req.direction,

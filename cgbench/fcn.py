@@ -161,9 +161,14 @@ def load_fcn(
     image_size: int | None = None,
     data_root: Path | str | None = None,
     echo: Callable[[str], None] = print,
+    strict: bool = False,
 ) -> Segmenter:
     """The evaluator segmenter: ``spec`` = a .pt file (our checkpoint or a bare state dict), an FCN
-    run id, or None to use the latest finished FCN run on the same data and image size."""
+    run id, ``caffe:PATH`` or a ``.caffemodel`` file (the published FCN-8s, scored the public
+    script's way; ``strict``: its 20th output counted as a miss), or None to use the latest
+    finished FCN run on the same data and image size."""
+    if spec is not None and (spec.startswith("caffe:") or spec.endswith(".caffemodel")):
+        return _load_published(spec.removeprefix("caffe:"), device, strict, echo)
     if spec is None:
         run = find_fcn_run(client, digest, image_size)
         if run is None:
@@ -201,6 +206,17 @@ def load_fcn(
     if segmenter.image_size and image_size and segmenter.image_size != image_size:
         echo(f"warning: FCN run {spec} was trained at image size {segmenter.image_size}, the run at {image_size}")
     return segmenter
+
+
+def _load_published(path: str, device: torch.device, strict: bool, echo: Callable[[str], None]) -> Segmenter:
+    from cgbench.models.caffemodel import load_published_fcn
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CgbenchError(f"the published FCN {file} does not exist; give the path of fcn-8s-cityscapes.caffemodel")
+    echo(f"Using the published FCN-8s from {file}, scored the public script's way"
+         + (" (strict: its 20th output counts as a miss)." if strict else "."))
+    return Segmenter(load_published_fcn(file, device).eval(), source=f"caffe:{file}", published=True, strict=strict)
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -66,6 +66,8 @@ class Segmenter:
     run_id: str | None = None
     image_size: int | None = None  # the generator resolution its training photos were resized to
     ground_truth: dict[str, float] = field(default_factory=dict)  # its own scores on real photos
+    published: bool = False  # the published Caffe FCN-8s: scored the public script's way
+    strict: bool = False  # with ``published``: its 20th output counted as a miss, no image dropped
 
 
 class EvalContext:
@@ -186,10 +188,13 @@ class ConfusionEvaluator(Evaluator):
         self._keep_samples(batch, pred)
 
     def compute(self) -> Result:
-        scores = self.confusion.compute()
+        return self.compute_from(self.confusion.compute(), self.confusion.hist.cpu())
+
+    def compute_from(self, scores: Scores, confusion: torch.Tensor) -> Result:
+        """The result of ``scores`` (and the matrix they come from), with the kept samples."""
         metrics = {k: getattr(scores, k) for k in SCORE_METRICS}
         samples = {k: torch.cat(v) for k, v in self._samples.items()}
-        return Result(metrics, scores=scores, confusion=self.confusion.hist.cpu(), samples=samples)
+        return Result(metrics, scores=scores, confusion=confusion, samples=samples)
 
     def _keep_samples(self, batch: Batch, pred: torch.Tensor) -> None:
         take = min(self.context.n_samples - self._n_kept, len(batch.index))

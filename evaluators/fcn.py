@@ -6,6 +6,11 @@ ground-truth label resolution** — the labels are never resized — and segment
 FCN, which was trained on real photos degraded the same way (downsampled to the generator's
 resolution, upsampled back: :func:`segmenter_input`). Predictions go into one 19×19 confusion
 matrix over the split.
+
+With the published FCN-8s (``--fcn caffe:PATH``) the score is the public script's instead
+(:mod:`evaluators.published_fcn`): its resize, its preprocessing, the arg-max over 20 outputs and
+its per-image histograms, quirks included unless ``strict``; how often the 20th output struck is
+recorded in ``scores.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from cgbench.protocol import fcn_predict, segmenter_input  # noqa: F401 (segmenter_input: re-exported)
-from evaluators.base import Batch, ConfusionEvaluator
+from evaluators.base import Batch, ConfusionEvaluator, EvalContext, Result
+from evaluators.published_fcn import PublicScriptConfusion, published_fcn_predict
 
 
 class FCNScore(ConfusionEvaluator):
@@ -26,5 +32,23 @@ class FCNScore(ConfusionEvaluator):
     prefix = "eval/labels2photo"
     sample_rows = ("labels", "G(labels)", "FCN(G(labels))")
 
+    def __init__(self, context: EvalContext):
+        super().__init__(context)
+        self.published = context.fcn.published
+        if self.published:
+            self.confusion = PublicScriptConfusion(strict=context.fcn.strict)
+
     def predict(self, batch: Batch) -> torch.Tensor:
+        if self.published:
+            return published_fcn_predict(self.context.fcn.model, batch.outputs, tuple(batch.labels.shape[-2:]))
         return fcn_predict(self.context.fcn.model, batch.outputs, batch.labels.shape[-2:])
+
+    def compute(self) -> Result:
+        if not self.published:
+            return super().compute()
+        published = self.confusion.compute()
+        result = super().compute_from(published.scores, self.confusion.hist[:19, :19].cpu())
+        result.details.update(protocol="the public script (published FCN-8s)", strict=published.strict,
+                              pixels_predicted_19=published.pixels_predicted_19,
+                              images_scored=published.images_scored, images_dropped=published.images_dropped)
+        return result

@@ -149,7 +149,7 @@ def test_missing_and_unmatched_images_are_one_line_errors(world, tmp_path):
     args = ("--direction", "labels2photo", "--data", str(world.data), "--tracking-uri", world.uri, "--no-progress")
     proc = run_cli("eval", "--images", str(saved), *args, cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "2 validation frame(s) of 6 have no image" in proc.stderr and "--allow-partial" in proc.stderr
+    assert "2 of 6 validation frames have no image" in proc.stderr and "--allow-partial" in proc.stderr
     run = _external_run(world, run_cli("eval", "--images", str(saved), "--allow-partial", *args, cwd=tmp_path))
     assert float(run.data.tags["cgbench.coverage"]) == pytest.approx(4 / 6)
     Image.new("RGB", (32, 32)).save(saved / "holiday.png")

@@ -108,20 +108,20 @@ def match_images(folder: Path, names: list[str], direction: str) -> Matched:
     return Matched(files, missing, unmatched)
 
 
-def _describe(items: list, what: str) -> str:
-    shown = ", ".join(str(x) for x in items[:3]) + (" ..." if len(items) > 3 else "")
-    return f"{len(items)} {what} ({shown})"
+def _first(items: list) -> str:
+    return ", ".join(str(x) for x in items[:3]) + (", ..." if len(items) > 3 else "")
 
 
 def check_matched(matched: Matched, folder: Path, n: int, allow_partial: bool) -> None:
     if matched.unmatched:
-        raise DataError(f"{_describe(matched.unmatched, 'image(s)')} in {folder} match no validation frame; name them "
-                        "<frame>_leftImg8bit.png, <stem>_fake_A.png or <index>.png, or remove them")
+        raise DataError(f"{len(matched.unmatched)} image(s) in {folder} match no validation frame "
+                        f"({_first(matched.unmatched)}); name them <frame>_leftImg8bit.png, <stem>_fake_A.png or "
+                        "<index>.png, or remove them")
     if not matched.files:
         raise DataError(f"no image in {folder} matches a validation frame; see cgbench eval --help for the names")
     if matched.missing and not allow_partial:
-        raise DataError(f"{_describe(matched.missing, 'validation frame(s)')} of {n} have no image in {folder}; add "
-                        "them, or score what is there with --allow-partial")
+        raise DataError(f"{len(matched.missing)} of {n} validation frames have no image in {folder} "
+                        f"({_first(matched.missing)}); add them, or score what is there with --allow-partial")
 
 
 def read_image(path: Path) -> np.ndarray:
