@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from cgbench.errors import CgbenchError
-from cgbench.report import render
+from cgbench.report import render, study
 from cgbench.report.aggregate import RunRecord, TableResult, fill_table
 from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES
 from cgbench.tracking import TAG_PREFIX, RunTracker, client_for, get_run
@@ -56,6 +56,7 @@ class Report:
     paths: dict[str, Path] = field(default_factory=dict)  # format → written file
     run_id: str | None = None  # the MLflow "report" run holding the files as artifacts
     runs: list[RunRecord] = field(default_factory=list)  # the runs that went into the tables
+    table_1: study.StudyTable | None = None  # the perceptual study, when asked for
 
     @property
     def files(self) -> list[Path]:
@@ -323,8 +324,8 @@ def parse_tables(value: str | int | Iterable[int | str]) -> tuple[int, ...]:
         if text.lower() == "all":
             out += ALL_TABLES
             continue
-        if not text.isdigit() or int(text) not in TABLES:
-            raise CgbenchError(f"unknown table {text!r}; choose from 2, 3, 4, 5 or all")
+        if not text.isdigit() or int(text) not in (study.NUMBER, *TABLES):
+            raise CgbenchError(f"unknown table {text!r}; choose from 1, 2, 3, 4, 5 or all (2-5)")
         out.append(int(text))
     return tuple(sorted(set(out)))
 
@@ -352,10 +353,12 @@ def build_report(
     datasets or presets.
     """
     numbers = parse_tables(tables)
+    paper_numbers = [n for n in numbers if n in TABLES]  # all but Table 1, the perceptual study (report/study.py)
     client = client_for(tracking_uri)
     exp_name, source, default_name, runs = select_runs(client, experiment, sweep_run_id)
-    records, waiting = _row_runs(runs)
-    if not records:
+    table_1 = study.fill(runs, source) if study.NUMBER in numbers else None
+    records, waiting = _row_runs(runs) if paper_numbers else ([], [])
+    if paper_numbers and not records:
         hint = (f" ({len(waiting)} finished run(s) are not evaluated yet: cgbench eval --run RUN_ID)"
                 if waiting else " (train with cgbench run, then score with cgbench eval --run RUN_ID)")
         raise CgbenchError(f"no finished, evaluated runs in {source}{hint}")
@@ -366,7 +369,7 @@ def build_report(
         ids = ", ".join(r.run_id[:8] for r in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
         notes.append(f"{len(waiting)} finished run(s) have no evaluation metrics and are left out "
                      f"(score them with cgbench eval --run RUN_ID): {ids}")
-    shown = {r.key for n in numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
+    shown = {r.key for n in paper_numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
     others: dict[str, int] = {}
     for r in records:
         if r.row not in shown:
@@ -378,7 +381,8 @@ def build_report(
                      + ("" if len(known) == len(others) else "; rows unknown to the paper's tables are never shown"))
 
     gts = ground_truths(client, records)
-    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else ()) for n in numbers]
+    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else ())
+               for n in paper_numbers]
     report_name = name or default_name
     meta = render.ReportMeta(report_name, source, tracking_uri or client.tracking_uri, notes)
     figs = figures_for(client, results) if figures else render.Figures()
@@ -386,6 +390,9 @@ def build_report(
         name=report_name, tables=results, markdown=render.markdown(meta, results), latex=render.latex(meta, results),
         csv=render.csv_text(results), html=render.html_page(meta, results, figs), meta=meta, runs=records,
     )
+
+    if table_1 is not None:
+        study.add_to(report, table_1)
 
     texts = {"md": report.markdown, "tex": report.latex, "csv": report.csv, "html": report.html}
     with tempfile.TemporaryDirectory() as tmpdir:
