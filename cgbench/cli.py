@@ -522,7 +522,8 @@ def study() -> None:
 
 @study.command("serve")
 @click.option("--run", "run_ids", multiple=True, metavar="RUN_ID",
-              help="A method's run (repeatable); each new participant gets the one with the fewest completed sessions.")
+              help="A method's run (repeatable); each new participant gets the one with the fewest "
+                   "completed sessions.")
 @study_options
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any other than this machine's loopback opens the study to the network.")

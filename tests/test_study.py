@@ -35,7 +35,7 @@ from cgbench.report import build_report
 from cgbench.study import PRACTICE_TRIALS, SCORED_TRIALS
 from cgbench.study.images import image_folder, prepare_images
 from cgbench.study.server import make_server
-from cgbench.study.store import Store, draw_trials
+from cgbench.study.store import Store, draw_trials, study_folder
 from cgbench.tracking import RunTracker
 from cgbench.train import train
 
@@ -63,6 +63,18 @@ def test_trials_never_show_a_generated_image_beside_its_own_target():
     assert 0.4 < sides.count("left") / len(sides) < 0.6
     unpaired = draw_trials(0, n_fake=5, n_real=3, paired=False)  # an unaligned split: any real image
     assert {f for f, _, _ in unpaired} == set(range(5)) and {r for _, r, _ in unpaired} == set(range(3))
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("sqlite:////data/x/mlflow.db", "/data/x/study"),
+    ("sqlite:///rel/mlflow.db", "{cwd}/rel/study"),
+    ("file:///data/y/mlruns", "/data/y/study"),
+    ("/data/z/mlruns", "/data/z/study"),
+    ("http://tracking.example:5000", "{cwd}/study"),
+])
+def test_the_study_lives_beside_the_tracking_store(uri, expected):
+    assert study_folder(None, uri) == Path(expected.format(cwd=Path.cwd().resolve()))
+    assert study_folder("elsewhere", uri) == Path("elsewhere")
 
 
 # --- two tiny trained methods -----------------------------------------------------------------------
@@ -124,11 +136,12 @@ def test_trial_payloads_reveal_nothing_and_bad_answers_are_refused(served):
     assert status == 201
     pid = first["participant"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", pid)
-    tokens, seen = set(), []
-    trial = first["trial"]
+    fakes = _fakes(served.dir, served.runs.ids[0])  # the first participant gets the first run
+    tokens, trial = set(), first["trial"]
     for number in range(3):
         assert set(trial) == {"phase", "index", "of", "trial", "left", "right"}
-        assert trial == {**trial, "phase": "practice", "index": number + 1, "of": PRACTICE_TRIALS, "trial": number}
+        assert [trial[k] for k in ("phase", "index", "of", "trial")] == ["practice", number + 1, PRACTICE_TRIALS,
+                                                                        number]
         assert _get(f"{url}/api/participants/{pid}/trial")[2] == json.dumps(trial).encode()  # what a reload gets
         images = {}
         for side in ("left", "right"):
@@ -143,11 +156,9 @@ def test_trial_payloads_reveal_nothing_and_bad_answers_are_refused(served):
                 assert (img.format, img.mode, img.size, img.info) == ("PNG", "RGB", (32, 32), {})
         (h_left, left), (h_right, right) = images["left"], images["right"]
         assert h_left == h_right and len(left) == len(right)  # identical headers, byte length included
-        assert left != right
-        seen.append((left, right))
+        assert left != right and (left in fakes) != (right in fakes)
         status, reply = _post(f"{url}/api/participants/{pid}/trials/{number}", {"choice": "left"})
         assert status == 200 and set(reply) == {"next", "feedback"}  # practice: feedback after answering
-        fakes = _fakes(served.dir, served.runs.ids[0])  # the first participant gets the first run
         assert reply["feedback"] == {"correct": left not in fakes, "real": "right" if left in fakes else "left"}
         trial = reply["next"]
     assert len(tokens) == 6  # a fresh token per image per trial
@@ -260,7 +271,8 @@ def test_report_table_1_beside_the_papers_numbers(runs, tmp_path):
     report = build_report(tracking_uri, experiment="table-1", tables="1", out_dir=tmp_path, log_to_mlflow=False)
     lines = report.markdown.splitlines()
     table = [line for line in lines if line.startswith("| ")]
-    assert table[0] == "| Method | labels→photo: ours | paper map→photo | photo→labels: ours | paper photo→map |"
+    assert table[0] == ("| Method | labels→photo: ours | paper map→photo | photo→labels: ours "
+                        "| paper photo→map |")
     assert table[1:] == [
         "| CoGAN | not run | 0.6 | not run | 0.9 |",
         "| BiGAN/ALI | not run | 2.1 | not run | 1.9 |",

@@ -19,6 +19,7 @@ from typing import Iterable
 from cgbench.errors import CgbenchError
 from cgbench.report.paper import TABLES
 from cgbench.report.render import CSV_FIELDS, latex_escape
+from cgbench.tracking import TAG_PREFIX
 
 NUMBER = 1
 TITLE = '"Real vs fake" perceptual study: % of scored trials in which the generated image was judged real'
@@ -61,7 +62,6 @@ class StudyTable:
     dataset: str
     digest: str
     image_size: str
-    number: int = NUMBER
 
 
 def _cell(metrics: dict[str, float], direction: str) -> Cell | None:
@@ -78,13 +78,13 @@ def fill(runs: Iterable, source: str) -> StudyTable:
         cells = {d: c for d, _, _ in COLUMNS if (c := _cell(run.data.metrics, d)) is not None}
         if cells:
             tags = run.data.tags
-            key = tags.get("cgbench.row") or tags.get("cgbench.method", "?")
+            key = tags.get(TAG_PREFIX + "row") or tags.get(TAG_PREFIX + "method", "?")
             studied.append((run, Line(key, ROW_NAMES.get(key, key), run.info.run_id,
                                       tags.get("mlflow.runName", run.info.run_id), cells)))
     if not studied:
         raise CgbenchError(f"no run of {source} has study results; serve a study (cgbench study serve --run RUN_ID "
                            "...), then record it (cgbench study results)")
-    kinds = {(r.data.tags.get("cgbench.dataset", "?"), r.data.tags.get("cgbench.dataset_digest", ""),
+    kinds = {(r.data.tags.get(TAG_PREFIX + "dataset", "?"), r.data.tags.get(TAG_PREFIX + "dataset_digest", ""),
               r.data.params.get("image_size", "?")) for r, _ in studied}
     if len(kinds) > 1:
         what = "; ".join(f"{d} (data {g[:8] or '?'}) at {s}px" for d, g, s in sorted(kinds))
@@ -102,10 +102,10 @@ def fill(runs: Iterable, source: str) -> StudyTable:
 # --- text ------------------------------------------------------------------------------------
 
 
-def ours_text(cell: Cell | None, pm: str = "±") -> str:
+def ours_text(cell: Cell | None) -> str:
     if cell is None:
         return "not run"
-    sem = "" if math.isnan(cell.sem) else f" {pm} {cell.sem:.1f}"
+    sem = "" if math.isnan(cell.sem) else f" ± {cell.sem:.1f}"
     return f"{cell.mean:.1f}{sem} (n={cell.n})"
 
 
@@ -135,10 +135,10 @@ def _header() -> list[str]:
     return out
 
 
-def _cells(line: Line, pm: str = "±") -> list[str]:
+def _cells(line: Line) -> list[str]:
     out = []
     for i, (direction, _, _) in enumerate(COLUMNS):
-        out += [ours_text(line.cells.get(direction), pm), published_text(line, i)]
+        out += [ours_text(line.cells.get(direction)), published_text(line, i)]
     return out
 
 

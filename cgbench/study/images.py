@@ -104,10 +104,16 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _encode_all(images: torch.Tensor) -> tuple[bytes, ...]:
+def _encode_batches(images_of: Callable[[slice], torch.Tensor], count: int, batch_size: int) -> tuple[bytes, ...]:
+    """PNGs of ``images_of(batch)`` → uint8 (B, 3, S, S), batch by batch (a split at full label
+    resolution does not fit in memory at once)."""
     import numpy as np
 
-    return tuple(encode_png(np.ascontiguousarray(img)) for img in images.permute(0, 2, 3, 1).cpu().numpy())
+    out: list[bytes] = []
+    for start in range(0, count, batch_size):
+        images = images_of(slice(start, min(count, start + batch_size))).permute(0, 2, 3, 1).cpu().numpy()
+        out += [encode_png(np.ascontiguousarray(img)) for img in images]
+    return tuple(out)
 
 
 def make_image_set(client, run_id: str, direction: str, device: str = "auto", batch_size: int = 8) -> ImageSet:
@@ -121,18 +127,20 @@ def make_image_set(client, run_id: str, direction: str, device: str = "auto", ba
     size = source.image_size
     split = load_val_split(source.data_root, size)
     opposite = "photo2labels" if direction == "labels2photo" else "labels2photo"
-    reals = to_uint8(translator_inputs(opposite, split.labels, split.photos, size))
-    count = len(split.labels) if direction == "labels2photo" else len(split.photos)
-    fakes = []
+    counts = {"labels2photo": len(split.labels), "photo2labels": len(split.photos)}  # inputs of each direction
+
+    def inputs(way: str, index: slice) -> torch.Tensor:
+        return translator_inputs(way, split.labels[index], split.photos[index] if way == "photo2labels" else None,
+                                 size)
+
+    def fake(index: slice) -> torch.Tensor:
+        out = source.translate(inputs(direction, index).to(source.device))
+        return out if out.dtype == torch.uint8 else to_uint8(out)
+
     with torch.inference_mode():
-        for start in range(0, count, batch_size):
-            index = slice(start, min(count, start + batch_size))
-            photos = split.photos[index] if direction == "photo2labels" else None
-            inputs = translator_inputs(direction, split.labels[index], photos, size)
-            out = source.translate(inputs.to(source.device))
-            fakes.append(out.cpu() if out.dtype == torch.uint8 else to_uint8(out).cpu())
-    return ImageSet(run_id, direction, source.step, size, source.dataset, split.digest, split.paired,
-                    _encode_all(torch.cat(fakes)), _encode_all(reals))
+        fakes = _encode_batches(fake, counts[direction], batch_size)
+        reals = _encode_batches(lambda index: to_uint8(inputs(opposite, index)), counts[opposite], batch_size)
+    return ImageSet(run_id, direction, source.step, size, source.dataset, split.digest, split.paired, fakes, reals)
 
 
 def _write(image_set: ImageSet, folder: Path) -> None:

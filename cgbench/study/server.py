@@ -53,6 +53,7 @@ def trial_payload(trial: Trial | None) -> dict[str, Any]:
 
 class StudyServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], store: Store, image_sets: Sequence[ImageSet], direction: str):
         self.store = store
@@ -79,9 +80,10 @@ class StudyServer(ThreadingHTTPServer):
 
 class StudyHandler(BaseHTTPRequestHandler):
     server: StudyServer
-    server_version = "cgbench-study"
-    sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    def version_string(self) -> str:
+        return "cgbench-study"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         pass  # requests are not logged: the store is the record
