@@ -545,8 +545,9 @@ def fcn_train(data_dir, dataset, preset, config_file, sets, seed, experiment, tr
               "Default: cgbench.")
 @click.option("--sweep", "sweep_run_id", default=None, metavar="RUN_ID",
               help="Report the runs of this sweep (the children of its parent run).")
-@click.option("--table", "tables", default="all", show_default=True, metavar="2|3|4|5|all",
-              help="The paper's tables to fill (comma-separated allowed).")
+@click.option("--table", "tables", default="all", show_default=True, metavar="1|2|3|4|5|all",
+              help="The paper's tables to fill (comma-separated allowed); all: Tables 2-5. Table 1, the "
+                   "perceptual study (cgbench study), when named.")
 @click.option("--out", default="reports", show_default=True, metavar="DIR",
               help="Folder for <name>.md, .tex, .csv and .html.")
 @click.option("--name", default=None, help="File name stem. Default: the experiment or sweep name.")
@@ -556,7 +557,8 @@ def fcn_train(data_dir, dataset, preset, config_file, sets, seed, experiment, tr
               help="Also log the files as artifacts of a report run in the same experiment.")
 @handle_errors
 def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlflow):
-    """The paper's Tables 2-5 from MLflow runs: mean, 95% interval and Welch's test over seeds."""
+    """The paper's Tables 2-5 from MLflow runs: mean, 95% interval and Welch's test over seeds
+    (and Table 1, the perceptual study, with --table 1)."""
     from cgbench.report import build_report
 
     result = build_report(tracking_uri=tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id,
@@ -564,6 +566,62 @@ def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlf
     click.echo(result.markdown)
     click.echo("Wrote " + ", ".join(str(p) for p in result.files)
                + (f"; logged in MLflow run {result.run_id}." if result.run_id else "."))
+
+
+# --- cgbench study ------------------------------------------------------------------------
+
+STUDY_DIRECTIONS = ("labels2photo", "photo2labels")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def study_options(fn: Callable) -> Callable:
+    fn = click.option("--tracking-uri", default=None,
+                      help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default.")(fn)
+    fn = click.option("--study-dir", default=None, metavar="DIR",
+                      help="The study's database and image cache. Default: study/ beside the MLflow store.")(fn)
+    fn = click.option("--direction", type=click.Choice(STUDY_DIRECTIONS), default="labels2photo",
+                      show_default=True, help="Which translations are judged.")(fn)
+    return fn
+
+
+@main.group()
+def study() -> None:
+    """The paper's Table 1: a real-vs-fake perceptual study, served as a local web page."""
+
+
+@study.command("serve")
+@click.option("--run", "run_ids", multiple=True, metavar="RUN_ID",
+              help="A method's run (repeatable); each new participant gets the one with the fewest "
+                   "completed sessions.")
+@study_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than this machine's loopback opens the study to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: a free port.")
+@click.option("--device", default="auto", show_default=True, help="Where the images are generated (once per run).")
+@handle_errors
+def study_serve(run_ids, direction, study_dir, tracking_uri, host, port, device):
+    """Serve the study: per participant, 10 practice trials with feedback, then 40 scored ones."""
+    from cgbench.study.server import serve
+
+    if host not in LOCAL_HOSTS:
+        click.echo(f"warning: serving on {host}: anyone who can reach this machine on port {port} can take part "
+                   "and see the study's images", err=True)
+    serve(run_ids, direction, host, port, tracking_uri, study_dir, device, echo=click.echo)
+
+
+@study.command("results")
+@study_options
+@handle_errors
+def study_results(direction, study_dir, tracking_uri):
+    """Write each method's fooled rate (completed sessions only) into its run as MLflow metrics."""
+    from cgbench.study.results import study_results as compute
+
+    results = compute(direction, tracking_uri, study_dir)
+    click.echo(f"{'run':34s} {'participants':>12s}  fooled rate (% of scored trials, mean ± s.e.)")
+    for r in results:
+        click.echo(f"{r.run_id:34s} {r.n:12d}  {r.fooled_rate:.1f}" + (f" ± {r.sem:.1f}" if r.n > 1 else ""))
+    click.echo(f"Recorded as study/{direction}/fooled_rate, _sem and _participants in each run; "
+               "tabulate with: cgbench report --table 1")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -215,12 +215,15 @@ def fill_table(
     ground_truth: Sequence[Mapping[str, float]] = (),
     alpha: float = ALPHA,
     nulls: Iterable[RunRecord] = (),
+    outside: Sequence[PaperRow] = (),
 ) -> TableResult:
     """The paper's ``table`` filled with ``runs`` (grouped by their row, aggregated over seeds).
 
     ``ground_truth``: one dict of the three scores per distinct evaluator FCN (labels→photo tables
     only). ``nulls``: the null translators' runs (their ``row`` is a key of
-    :data:`cgbench.protocol.NULL_ROWS`); the best of them per metric is the floor. Every row but
+    :data:`cgbench.protocol.NULL_ROWS`); the best of them per metric is the floor. ``outside``:
+    rows scored from images or checkpoints made outside cgbench, shown where they have scores of
+    the table's direction. Every row but
     the reference is Welch-tested against full CycleGAN, and every trained row is tested
     (one-sided) against the floor, per metric.
     """
@@ -228,7 +231,7 @@ def fill_table(
     for run in runs:
         by_row.setdefault(run.row, []).append(run)
     rows = [_fill_row(r, by_row.get(r.key, []), table.direction) for r in table.rows]
-    rows += [row for r in table.extra_rows
+    rows += [row for r in (*table.extra_rows, *outside)
              if (row := _fill_row(r, by_row.get(r.key, []), table.direction, extra=True)).runs]
 
     reference = next((r for r in rows if r.is_reference), None)

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from cgbench.errors import CgbenchError
-from cgbench.report import render
+from cgbench.report import render, study
 from cgbench.report.aggregate import RunRecord, TableResult, fill_table
 from cgbench.protocol import (
-    FCN_METHOD, GROUND_TRUTH_PREFIX, NULL_METHOD, REPORT_METHOD, TAG_PREFIX, metric_prefix,
+    EXTERNAL_METHOD, FCN_METHOD, GROUND_TRUTH_PREFIX, NULL_METHOD, REPORT_METHOD, TAG_PREFIX, metric_prefix,
 )
-from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES
+from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES, PaperRow
 from cgbench.tracking import RunTracker, client_for, get_run
 
 DEFAULT_EXPERIMENT = "cgbench"
@@ -55,6 +55,7 @@ class Report:
     paths: dict[str, Path] = field(default_factory=dict)  # format → written file
     run_id: str | None = None  # the MLflow "report" run holding the files as artifacts
     runs: list[RunRecord] = field(default_factory=list)  # the runs that went into the tables
+    table_1: study.StudyTable | None = None  # the perceptual study, when asked for
 
     @property
     def files(self) -> list[Path]:
@@ -123,7 +124,19 @@ def _row_runs(runs) -> tuple[list[RunRecord], list[RunRecord]]:
     return evaluated, waiting
 
 
+def external(record: RunRecord) -> bool:
+    """A row scored from images or a checkpoint made outside cgbench (cgbench eval --images/--checkpoint)."""
+    return record.tags.get(TAG_PREFIX + "method") == EXTERNAL_METHOD
+
+
 def check_not_mixed(records: Sequence[RunRecord], source: str) -> None:
+    """One table, one setting: the same data, preset, precision and data preparation; rows made
+    outside cgbench (no preset of ours) need only the same data."""
+    digests = {r.digest for r in records}
+    if len(digests) > 1 and any(external(r) for r in records):
+        raise CgbenchError(f"the runs of {source} were scored on different data (digests "
+                           f"{', '.join(sorted(d[:8] for d in digests))}); score every row on the same dataset")
+    records = [r for r in records if not external(r)]
     kinds: dict[tuple[str, str, str], int] = {}
     for r in records:
         key = (r.dataset or "?", r.digest, r.preset or "?")
@@ -372,8 +385,8 @@ def parse_tables(value: str | int | Iterable[int | str]) -> tuple[int, ...]:
         if text.lower() == "all":
             out += ALL_TABLES
             continue
-        if not text.isdigit() or int(text) not in TABLES:
-            raise CgbenchError(f"unknown table {text!r}; choose from 2, 3, 4, 5 or all")
+        if not text.isdigit() or int(text) not in (study.NUMBER, *TABLES):
+            raise CgbenchError(f"unknown table {text!r}; choose from 1, 2, 3, 4, 5 or all (2-5)")
         out.append(int(text))
     return tuple(sorted(set(out)))
 
@@ -398,41 +411,15 @@ def build_report(
     Writes ``<out_dir>/<name>.{md,tex,csv,html}`` (``out_dir=None``: write nothing) and, with
     ``log_to_mlflow``, logs them as artifacts of a new run tagged ``cgbench.method=report`` in the
     same experiment. Raises :class:`CgbenchError` when there is nothing to report or the runs mix
-    datasets or presets.
+    datasets, presets, precisions or data preparations.
     """
     numbers = parse_tables(tables)
+    paper_numbers = [n for n in numbers if n in TABLES]  # all but Table 1, the perceptual study (report/study.py)
     client = client_for(tracking_uri)
     exp_name, source, default_name, runs = select_runs(client, experiment, sweep_run_id)
-    records, waiting = _row_runs(runs)
-    if not records:
-        hint = (f" ({len(waiting)} finished run(s) are not evaluated yet: cgbench eval --run RUN_ID)"
-                if waiting else " (train with cgbench run, then score with cgbench eval --run RUN_ID)")
-        raise CgbenchError(f"no finished, evaluated runs in {source}{hint}")
-    check_not_mixed(records, source)
-
-    notes = []
-    if waiting:
-        ids = ", ".join(r.run_id[:8] for r in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
-        notes.append(f"{len(waiting)} finished run(s) have no evaluation metrics and are left out "
-                     f"(score them with cgbench eval --run RUN_ID): {ids}")
-    shown = {r.key for n in numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
-    others: dict[str, int] = {}
-    for r in records:
-        if r.row not in shown:
-            others[r.row] = others.get(r.row, 0) + 1
-    if others:
-        what = ", ".join(f"{k} ({v} run{'s' if v > 1 else ''})" for k, v in sorted(others.items()))
-        known = [k for k in others if k in KNOWN_ROWS]
-        notes.append(f"runs of rows not in the selected tables are not shown: {what}"
-                     + ("" if len(known) == len(others) else "; rows unknown to the paper's tables are never shown"))
-
-    gts = ground_truths(client, records)
-    nulls = null_records(client, records)
-    if not nulls:
-        notes.append("no null rows are recorded for these data and this FCN, so the tables show no floor: "
-                     "record them with cgbench eval --nulls")
-    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls)
-               for n in numbers]
+    table_1 = study.fill(runs, source) if study.NUMBER in numbers else None
+    records, notes = _chosen_records(runs, source, paper_numbers)
+    results = _filled_tables(client, records, paper_numbers, notes)
     report_name = name or default_name
     meta = render.ReportMeta(report_name, source, tracking_uri or client.tracking_uri, notes)
     figs = figures_for(client, results) if figures else render.Figures()
@@ -440,33 +427,78 @@ def build_report(
         name=report_name, tables=results, markdown=render.markdown(meta, results), latex=render.latex(meta, results),
         csv=render.csv_text(results), html=render.html_page(meta, results, figs), meta=meta, runs=records,
     )
+    if table_1 is not None:
+        study.add_to(report, table_1)
+    _write_and_log(report, out_dir, tracking_uri if log_to_mlflow else False, exp_name, source, numbers,
+                   sweep_run_id)
+    if echo is not None:
+        echo(report.markdown)
+    return report
 
+
+def _chosen_records(runs, source: str, paper_numbers: list[int]) -> tuple[list[RunRecord], list[str]]:
+    """The evaluated row runs of Tables 2-5, checked not to mix settings, and notes on what is left out."""
+    records, waiting = _row_runs(runs) if paper_numbers else ([], [])
+    if paper_numbers and not records:
+        hint = (f" ({len(waiting)} finished run(s) are not evaluated yet: cgbench eval --run RUN_ID)"
+                if waiting else " (train with cgbench run, then score with cgbench eval --run RUN_ID)")
+        raise CgbenchError(f"no finished, evaluated runs in {source}{hint}")
+    check_not_mixed(records, source)
+    notes = []
+    if waiting:
+        ids = ", ".join(r.run_id[:8] for r in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+        notes.append(f"{len(waiting)} finished run(s) have no evaluation metrics and are left out "
+                     f"(score them with cgbench eval --run RUN_ID): {ids}")
+    shown = {r.key for n in paper_numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
+    others: dict[str, int] = {}
+    for r in records:
+        if r.row not in shown and not external(r):
+            others[r.row] = others.get(r.row, 0) + 1
+    if others:
+        what = ", ".join(f"{k} ({v} run{'s' if v > 1 else ''})" for k, v in sorted(others.items()))
+        known = [k for k in others if k in KNOWN_ROWS]
+        notes.append(f"runs of rows not in the selected tables are not shown: {what}"
+                     + ("" if len(known) == len(others) else "; rows unknown to the paper's tables are never shown"))
+    return records, notes
+
+
+def _filled_tables(client, records: list[RunRecord], paper_numbers: list[int], notes: list[str]) -> list[TableResult]:
+    """Tables 2-5 filled with ``records``, their ceiling (ground truth), floor (null rows) and the
+    rows scored outside cgbench."""
+    gts = ground_truths(client, records)
+    nulls = null_records(client, records)
+    if records and not nulls:
+        notes.append("no null rows are recorded for these data and this FCN, so the tables show no floor: "
+                     "record them with cgbench eval --nulls")
+    outside = tuple(PaperRow(key, f"{key} (scored from {kind})", None) for key, kind in dict(
+        (r.row, r.tags.get(TAG_PREFIX + "source", "outside")) for r in records if external(r)).items())
+    return [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls,
+                       outside=outside) for n in paper_numbers]
+
+
+def _write_and_log(report: Report, out_dir: str | Path | None, tracking_uri: str | None | bool, exp_name: str,
+                   source: str, numbers: tuple[int, ...], sweep_run_id: str | None) -> None:
+    """The four files into ``out_dir`` (None: nowhere) and, unless ``tracking_uri`` is False, into
+    a report run of the experiment."""
     texts = {"md": report.markdown, "tex": report.latex, "csv": report.csv, "html": report.html}
     with tempfile.TemporaryDirectory() as tmpdir:
         folder = Path(out_dir) if out_dir is not None else Path(tmpdir)
         folder.mkdir(parents=True, exist_ok=True)
         for ext in FORMATS:
-            path = folder / f"{safe_name(report_name)}.{ext}"
+            path = folder / f"{safe_name(report.name)}.{ext}"
             path.write_text(texts[ext], encoding="utf-8")
             report.paths[ext] = path
-        if log_to_mlflow:
-            tracker = RunTracker.create(tracking_uri, exp_name, f"report-{report_name}", {
+        if tracking_uri is not False:
+            tracker = RunTracker.create(tracking_uri, exp_name, f"report-{report.name}", {
                 TAG_PREFIX + "method": REPORT_METHOD,
                 TAG_PREFIX + "report.source": source,
                 TAG_PREFIX + "report.tables": ",".join(map(str, numbers)),
-                TAG_PREFIX + "report.runs": str(len(records)),
+                TAG_PREFIX + "report.runs": str(len(report.runs)),
                 **({TAG_PREFIX + "report.sweep": sweep_run_id} if sweep_run_id else {}),
             })
-            try:
+            with tracker.ending():
                 for ext in FORMATS:
                     tracker.log_file(report.paths[ext], "report")
-            except BaseException:
-                tracker.end("FAILED")
-                raise
-            tracker.end("FINISHED")
             report.run_id = tracker.run_id
         if out_dir is None:
             report.paths = {}
-    if echo is not None:
-        echo(report.markdown)
-    return report
