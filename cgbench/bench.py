@@ -39,52 +39,14 @@ import torch
 
 from cgbench.config import Config
 from cgbench.speed import PLAIN_SETTINGS, accelerate
+from cgbench.timing import Spread, median_seconds, seconds
+from cgbench.timing import sync as _sync
 
 
 BLOCK = 5  # timed steps of one path before switching to the other
 BUDGET_S, MIN_ITERS, MAX_ITERS = 20.0, 10, 100  # default number of timed steps per path
 
 # --- measuring ------------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def seconds(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall seconds of one call of ``fn``, with the device's queue drained before and after."""
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1,
-                   device: torch.device = torch.device("cpu")) -> float:
-    """Median wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    return statistics.median(seconds(fn, device) for _ in range(repeats))
-
-
-@dataclass
-class Spread:
-    """Median and 10th/90th percentiles of a list of seconds."""
-
-    median: float
-    p10: float
-    p90: float
-    n: int
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Spread:
-        if not seconds:
-            return cls(float("nan"), float("nan"), float("nan"), 0)
-        s = sorted(seconds)
-        pick = lambda q: s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]  # noqa: E731
-        return cls(statistics.median(s), pick(0.1), pick(0.9), len(s))
 
 
 class Stopwatch:

@@ -319,92 +319,151 @@ def run_sweep(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> SweepResult:
-    from cgbench.data import datasets
-
+    """Train and evaluate every (row, seed) of the spec as children of one parent run; the same
+    command again skips what is finished and resumes what was interrupted."""
     started = time.perf_counter()
+    plan = make_plan(spec_path, seeds, jobs, preset, data, sets, experiment)
+    if dry_run:
+        print_plan(plan, jobs, echo)
+        return SweepResult(None, plan.experiment, plan.children, None, 0.0)
+    from cgbench.data import datasets
+    from cgbench.tracking import client_for
+
+    ref = datasets.resolve(plan.data, plan.image_size, echo=echo)  # before anything is recorded
+    parent = open_parent(plan, ref, jobs, tracking_uri, echo)
+    found = _existing_children(client_for(tracking_uri), parent.run_id)
+    prefixes = [plan.installed[name].key_prefix() for name in plan.spec.evaluators]
+    for child in plan.children:
+        _classify(child, found.get((child.row.key, child.seed)), prefixes)
+    fcn_run_id = prepare_scoring(plan, parent, tracking_uri, progress, echo)
+
+    children = plan.children
+    todo = [c for c in children if c.status in ("planned", "resume", "evaluate")]
+    counts = {s: sum(c.status == s for c in children) for s in ("finished", "failed", "unavailable")}
+    echo(f"Plan: {len(children)} runs ({len(plan.spec.rows)} rows x {len(plan.seeds)} seeds): {len(todo)} to do, "
+         f"{counts['finished']} already finished, {counts['failed']} failed before (delete them to retry), "
+         f"{counts['unavailable']} not available.")
+    _execute(todo, plan.experiment, parent.run_id, tracking_uri, plan.spec.evaluators, fcn_run_id, plan.preset, jobs,
+             progress, echo)
+    failed = [c for c in children if c.status == "failed"]
+    parent.end("FAILED" if failed else "FINISHED")
+    seconds = time.perf_counter() - started
+    echo(f"Sweep {plan.spec.name!r} done in {_fmt_seconds(seconds)}: "
+         f"{sum(c.status == 'finished' for c in children)} finished, {len(failed)} failed. "
+         f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
+    return SweepResult(parent.run_id, plan.experiment, children, fcn_run_id, seconds)
+
+
+@dataclass
+class Plan:
+    """A sweep's children and settings, before anything runs."""
+
+    spec: Spec
+    preset: str
+    seeds: tuple[int, ...]
+    sets: dict[str, Any]
+    experiment: str
+    children: list[Child]
+    installed: dict[str, Any]  # evaluator name -> class
+    data_arg: str | None = None  # --data / --dataset, when given
+
+    @property
+    def runnable(self) -> list[Child]:
+        return [c for c in self.children if c.config is not None]
+
+    @property
+    def data(self) -> str:
+        return self.runnable[0].config.data if self.runnable else (self.data_arg or "synthcity")
+
+    @property
+    def image_size(self) -> int:
+        return self.runnable[0].config.image_size if self.runnable else 128
+
+
+def make_plan(spec_path, seeds, jobs: int, preset: str | None, data: str | None, sets: dict[str, Any] | None,
+              experiment: str | None) -> Plan:
+    """The spec, checked, and one child per (row, seed); nothing is recorded."""
+    from evaluators.base import discover
+
     spec = load_spec(spec_path)
     preset = preset or spec.preset
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    seeds = tuple(seeds) if seeds else spec.seeds
-    sets = dict(sets or {})
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    from evaluators.base import discover
-
+    seeds = tuple(seeds) if seeds else spec.seeds
+    sets = dict(sets or {})
     installed = discover()
     unknown = [e for e in spec.evaluators if e not in installed]
     if unknown:
         raise ConfigError(f"unknown evaluator {unknown[0]!r} in {spec.path}; installed: {', '.join(installed)}")
-    experiment = experiment or spec.experiment or spec.name
     children = [Child(row, seed, row_config(spec, row, seed, preset, data, sets)) for row in spec.rows for seed in seeds]
-    runnable = [c for c in children if c.config is not None]
-    data_value = runnable[0].config.data if runnable else (data or "synthcity")
+    return Plan(spec, preset, seeds, sets, experiment or spec.experiment or spec.name, children, installed, data)
 
-    if dry_run:
-        echo(f"Sweep {spec.name!r} ({spec.path}), preset {preset}, seeds {list(seeds)}, evaluators "
-             f"{', '.join(spec.evaluators)}, data {data_value}, experiment {experiment!r}:")
-        total, estimates = 0.0, {}
-        for child in children:
-            if child.config is None:
-                echo(f"  {child.label:28s} not available (method {child.row.overrides.get('method')!r} is not installed)")
-                continue
-            key = json.dumps({k: v for k, v in child.config.to_dict().items() if k != "seed"}, sort_keys=True)
-            if key not in estimates:
-                estimates[key] = estimate_seconds(child.config)
-            total += estimates[key]
-            what = child.config.method + (f" ({child.config.ablation})" if child.config.method == "cyclegan" else "")
-            echo(f"  {child.label:28s} {what}: ~{_fmt_seconds(estimates[key])} training")
-        echo(f"{len(runnable)} runs, about {_fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
-             "from timing 3 iterations here), plus evaluation and the FCN evaluator if not trained yet. Nothing was run.")
-        return SweepResult(None, experiment, children, None, 0.0)
 
+def print_plan(plan: Plan, jobs: int, echo: Callable[[str], None]) -> None:
+    """``--dry-run``: the children, what each trains, and an estimated time from timing a few steps here."""
+    spec = plan.spec
+    echo(f"Sweep {spec.name!r} ({spec.path}), preset {plan.preset}, seeds {list(plan.seeds)}, evaluators "
+         f"{', '.join(spec.evaluators)}, data {plan.data}, experiment {plan.experiment!r}:")
+    total, estimates = 0.0, {}
+    for child in plan.children:
+        if child.config is None:
+            echo(f"  {child.label:28s} not available (method {child.row.overrides.get('method')!r} is not installed)")
+            continue
+        key = json.dumps({k: v for k, v in child.config.to_dict().items() if k != "seed"}, sort_keys=True)
+        if key not in estimates:
+            estimates[key] = estimate_seconds(child.config)
+        total += estimates[key]
+        what = child.config.method + (f" ({child.config.ablation})" if child.config.method == "cyclegan" else "")
+        echo(f"  {child.label:28s} {what}: ~{_fmt_seconds(estimates[key])} training")
+    echo(f"{len(plan.runnable)} runs, about {_fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
+         "from timing 3 iterations here), plus evaluation and the FCN evaluator if not trained yet. Nothing was run.")
+
+
+def open_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, echo: Callable[[str], None]):
+    """The sweep's parent run: found again by its key (spec, preset, seeds, data, overrides), else new."""
     from cgbench.tracking import RunTracker, client_for, search_runs
 
-    ref = datasets.resolve(data_value, runnable[0].config.image_size if runnable else 128, echo=echo)  # before recording
-    client = client_for(tracking_uri)
-    key = sweep_key(spec, preset, seeds, data_value, sets)
-    existing = search_runs(client, [experiment], f"tags.`{TAG}sweep_key` = '{key}'",
+    spec, client = plan.spec, client_for(tracking_uri)
+    key = sweep_key(spec, plan.preset, plan.seeds, plan.data, plan.sets)
+    existing = search_runs(client, [plan.experiment], f"tags.`{TAG}sweep_key` = '{key}'",
                            order_by=["attributes.start_time DESC"], max_results=1)
     if existing:
         parent = RunTracker.reopen(tracking_uri, existing[0].info.run_id)
-        echo(f"Continuing sweep {spec.name!r}: parent run {parent.run_id} in experiment {experiment!r}.")
-    else:
-        parent = RunTracker.create(tracking_uri, experiment, f"sweep-{spec.name}", {
-            TAG + "method": SWEEP_METHOD, TAG + "sweep_key": key, TAG + "spec": spec.name,
-            TAG + "preset": preset, TAG + "dataset": ref.name, TAG + "seeds": ",".join(map(str, seeds)),
-            TAG + "tables": ",".join(map(str, spec.tables)),
-        })
-        parent.log_params({"spec": spec.path, "preset": preset, "seeds": list(seeds), "data": data_value,
-                           "evaluators": list(spec.evaluators), "rows": [r.key for r in spec.rows], "jobs": jobs,
-                           **{f"set.{k}": v for k, v in sets.items()}})
-        parent.log_file(spec.path)
-        parent.log_environment()
-        echo(f"Sweep {spec.name!r}: parent run {parent.run_id} in experiment {experiment!r}.")
+        echo(f"Continuing sweep {spec.name!r}: parent run {parent.run_id} in experiment {plan.experiment!r}.")
+        return parent
+    parent = RunTracker.create(tracking_uri, plan.experiment, f"sweep-{spec.name}", {
+        TAG + "method": SWEEP_METHOD, TAG + "sweep_key": key, TAG + "spec": spec.name,
+        TAG + "preset": plan.preset, TAG + "dataset": ref.name, TAG + "seeds": ",".join(map(str, plan.seeds)),
+        TAG + "tables": ",".join(map(str, spec.tables)),
+    })
+    parent.log_params({"spec": spec.path, "preset": plan.preset, "seeds": list(plan.seeds), "data": plan.data,
+                       "evaluators": list(spec.evaluators), "rows": [r.key for r in spec.rows], "jobs": jobs,
+                       **{f"set.{k}": v for k, v in plan.sets.items()}})
+    parent.log_file(spec.path)
+    parent.log_environment()
+    echo(f"Sweep {spec.name!r}: parent run {parent.run_id} in experiment {plan.experiment!r}.")
+    return parent
 
-    found = _existing_children(client, parent.run_id)
-    prefixes = [installed[name].key_prefix() for name in spec.evaluators]
-    for child in children:
-        _classify(child, found.get((child.row.key, child.seed)), prefixes)
 
+def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool,
+                    echo: Callable[[str], None]) -> str | None:
+    """The FCN evaluator (found again, else trained once) and the null rows (the floor) for the
+    sweep's data and image size; returns the FCN's run id when the evaluators need one."""
+    from cgbench.nulls import ensure_nulls
+
+    if not plan.runnable:
+        return None
+    config = plan.runnable[0].config
     fcn_run_id = None
-    if any("fcn" in installed[e].needs for e in spec.evaluators) and runnable:
-        fcn_run_id = ensure_fcn(runnable[0].config, tracking_uri, experiment, preset, progress, echo)
+    if any("fcn" in plan.installed[e].needs for e in plan.spec.evaluators):
+        fcn_run_id = ensure_fcn(config, tracking_uri, plan.experiment, plan.preset, progress, echo)
         parent.set_tags({TAG + "fcn_run": fcn_run_id})
-
-    todo = [c for c in children if c.status in ("planned", "resume", "evaluate")]
-    counts = {s: sum(c.status == s for c in children) for s in ("finished", "failed", "unavailable")}
-    echo(f"Plan: {len(children)} runs ({len(spec.rows)} rows x {len(seeds)} seeds): {len(todo)} to do, "
-         f"{counts['finished']} already finished, {counts['failed']} failed before (delete them to retry), "
-         f"{counts['unavailable']} not available.")
-    _execute(todo, experiment, parent.run_id, tracking_uri, spec.evaluators, fcn_run_id, preset, jobs, progress, echo)
-    failed = [c for c in children if c.status == "failed"]
-    parent.end("FAILED" if failed else "FINISHED")
-    seconds = time.perf_counter() - started
-    echo(f"Sweep {spec.name!r} done in {_fmt_seconds(seconds)}: "
-         f"{sum(c.status == 'finished' for c in children)} finished, {len(failed)} failed. "
-         f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
-    return SweepResult(parent.run_id, experiment, children, fcn_run_id, seconds)
+    nulls = ensure_nulls(config.data, config.image_size, plan.spec.evaluators, fcn=fcn_run_id, tracking_uri=tracking_uri,
+                         experiment=plan.experiment, device=config.device, echo=echo)
+    echo(f"Floor: {len(nulls)} null rows recorded for these data ({', '.join(nulls)}).")
+    return fcn_run_id
 
 
 def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset: str, progress: bool,

@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from cgbench.bench import median_seconds
+from cgbench.timing import median_seconds
 from cgbench.models.segmenter import FCN8s
 from evaluators.confusion import ConfusionMatrix
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from cgbench.bench import median_seconds
+from cgbench.timing import median_seconds
 from cgbench.models.published_fcn import PublishedFCN8s
 from evaluators.published_fcn import published_fcn_predict
 
