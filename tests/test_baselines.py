@@ -182,19 +182,41 @@ def test_simgan_has_self_regularisation_and_no_cycle_term():
     assert f_inputs and all(torch.equal(i, y) for i in f_inputs)
 
 
-def test_simgan_self_weight_enters_the_generator_objective():
+def _gradients_at_steps(method, x, y) -> dict[str, list[torch.Tensor]]:
+    """Every parameter's gradient as each optimiser step sees it, during one train_step."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    for name, optimizer in method.optimizers.items():
+        step = optimizer.step
+
+        def recorded(*a, _step=step, _name=name, _opt=optimizer, **k):
+            seen[_name] = [p.grad.clone() for group in _opt.param_groups for p in group["params"]]
+            return _step(*a, **k)
+        optimizer.step = recorded
+    method.train_step(x, y)
+    return seen
+
+
+def test_simgan_self_weight_enters_the_generator_objective_and_nothing_else():
+    """λ_self adds exactly λ_self·∇‖x − G(x)‖₁ to G's gradient (and F's likewise); the
+    discriminators' gradients do not depend on it."""
     x, y = _batch()
-    grads = []
-    for weight in (0.0, 10.0):
-        method = _method(SimGAN, lambda_self=weight)
-        method.train_step(x, y)
-        grads.append(torch.cat([p.flatten() for p in method.G.parameters()]))
-    assert not torch.allclose(grads[0], grads[1])
+    without, with_ = (_gradients_at_steps(_method(SimGAN, lambda_self=w), x, y) for w in (0.0, 10.0))
+    reference = _method(SimGAN, lambda_self=0.0)  # the same initial weights
+    self_terms = (x - reference.G(x)).abs().mean() + (y - reference.F(y)).abs().mean()
+    params = [p for group in reference.optimizers["G"].param_groups for p in group["params"]]
+    expected = torch.autograd.grad(self_terms, params, allow_unused=True)
+    scale = max(g.abs().max().item() for g in with_["G"])  # float32 sums: tolerance from the gradients' size
+    for a, b, e in zip(without["G"], with_["G"], expected):
+        torch.testing.assert_close(b - a, 10.0 * (e if e is not None else torch.zeros_like(a)), rtol=1e-3,
+                                   atol=1e-4 * scale)
+    assert any(not torch.equal(a, b) for a, b in zip(without["G"], with_["G"]))
+    for a, b in zip(without["D"], with_["D"]):
+        torch.testing.assert_close(a, b)
 
 
 def test_feature_gan_uses_fixed_random_vgg_relu4_2_features_and_tags_them():
     method = _method(FeatureGAN)
-    assert method.extra_tags() == {"feature_weights": "random"}
+    assert method.extra_tags() == {"norm": "instance", "feature_weights": "random"}
     phi = method.features
     assert len(phi.features) == 21 and isinstance(phi.features[-1], torch.nn.ReLU)  # ends at relu4_2
     assert phi.features[19].out_channels == 512 and not phi.training

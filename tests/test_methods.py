@@ -64,10 +64,28 @@ def test_cycle_terms_follow_the_papers_equations():
     assert torch.allclose(losses["cycle_backward"], expected_backward)
 
 
-def test_generator_step_freezes_discriminators_and_then_unfreezes():
-    method = _method("cyclegan")
+def _record_steps(method, events: list[str]) -> None:
+    """Note in ``events`` each optimiser step and each gradient that reaches a discriminator."""
+    for name, optimizer in method.optimizers.items():
+        step = optimizer.step
+        optimizer.step = lambda *a, _step=step, _name=name, **k: (events.append(f"step {_name}"), _step(*a, **k))[1]
+    for name in ("D_X", "D_Y"):
+        for p in getattr(method, name).parameters():
+            p.register_hook(lambda grad, _name=name: events.append(f"grad {_name}") or grad)
+
+
+@pytest.mark.parametrize("parallel_halves", ["on", "off"])
+def test_generator_step_leaves_the_discriminators_untouched_and_then_unfreezes(parallel_halves):
+    """G's backward reaches no discriminator weight (they are frozen), the D step then trains both."""
+    method = _method("cyclegan", parallel_halves=parallel_halves)
+    events: list[str] = []
+    _record_steps(method, events)
     method.train_step(*_batch())
+    g_step = events.index("step G")
+    assert not any(e.startswith("grad D") for e in events[:g_step]), events[:g_step]
+    assert {"grad D_X", "grad D_Y"} <= set(events[g_step:events.index("step D")])
     assert all(p.requires_grad for p in method.D_X.parameters())
+    assert all(p.requires_grad for p in method.D_Y.parameters())
 
 
 def test_image_pool_is_the_papers_buffer():

@@ -23,9 +23,17 @@ def test_fcn8s_rejects_too_small_images():
         FCN8s()(torch.randn(1, 3, 16, 64))
 
 
-def test_fcn8s_parameter_count():
-    n = sum(p.numel() for p in FCN8s(num_classes=19, width=32).parameters())
-    assert 500_000 < n < 1_500_000
+@pytest.mark.parametrize("width, classes", [(32, 19), (4, 19), (8, 5)])
+def test_fcn8s_parameter_count(width, classes):
+    """The architecture's count: five VGG stages of two bias-free 3x3 convs with batch norm, the
+    fc6/fc7 analogue, three 1x1 score heads and three bias-free learned upsamplings."""
+    w, c = width, classes
+    stages = [(3, w), (w, 2 * w), (2 * w, 4 * w), (4 * w, 4 * w), (4 * w, 4 * w)]
+    expected = sum(9 * i * o + 2 * o + 9 * o * o + 2 * o for i, o in stages)
+    expected += 9 * 4 * w * 8 * w + 2 * 8 * w + 8 * w * 8 * w + 2 * 8 * w  # fc
+    expected += (8 * w + 1) * c + 2 * (4 * w + 1) * c  # score_fr, score_pool4, score_pool3
+    expected += c * c * (4 * 4 + 4 * 4 + 16 * 16)  # upscore2, upscore_pool4, upscore8
+    assert sum(p.numel() for p in FCN8s(num_classes=classes, width=width).parameters()) == expected
 
 
 def _toy_scene(seed: int) -> tuple[torch.Tensor, torch.Tensor]:

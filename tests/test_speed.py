@@ -263,3 +263,34 @@ def test_bench_cli_reports_json_and_mlflow(synth_dir, tracking_uri, tmp_path):
 def test_bench_bad_input_is_one_line(synth_dir):
     out = run_cli("bench", "--data", str(synth_dir), "--preset", "tiny", "--set", "amp=fp8")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "amp takes one of" in out.stderr
+
+
+@pytest.mark.parametrize("in_channels, out_channels, kernel, padding", [(32, 3, 7, 0), (64, 1, 4, 1), (48, 3, 7, 3)])
+def test_tap_decomposition_computes_the_plain_convolution(in_channels, out_channels, kernel, padding):
+    """FewOutputConv2d with its taps and fold against torch's convolution: outputs and every gradient."""
+    from cgbench.models.networks import FewOutputConv2d
+
+    torch.manual_seed(0)
+    fast = FewOutputConv2d(in_channels, out_channels, kernel, padding=padding)
+    fast.tap_decomposition = True
+    plain = torch.nn.Conv2d(in_channels, out_channels, kernel, padding=padding)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, in_channels, 21, 26)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outs = [fast(xs[0]), plain(xs[1])]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    upstream = torch.randn_like(outs[1])
+    for out in outs:
+        out.backward(upstream)
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.bias.grad, plain.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_tap_decomposition_stays_off_below_32_inputs():
+    from cgbench.models.networks import FewOutputConv2d
+
+    conv = FewOutputConv2d(16, 3, 7)
+    conv.tap_decomposition = True
+    x = torch.randn(1, 16, 12, 12)
+    assert torch.equal(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
