@@ -34,7 +34,7 @@ from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES
 from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.models.segmenter import SEGMENTER_ARCHS, build_segmenter
-from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, SCORE_METRICS, TAG_PREFIX, segmenter_input
+from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, LADDER_PREFIX, SCORE_METRICS, TAG_PREFIX, segmenter_input
 from cgbench.scoring import evaluator, score
 from cgbench.scoring.record import write_result
 from cgbench.scoring.sources import real_photos
@@ -241,6 +241,42 @@ def ground_truth_scores(model: nn.Module, split, image_size: int, device: torch.
     return scored.results["fcn"], scored.stats
 
 
+def degradation_ladder(model: nn.Module, split, image_size: int, device: torch.device,
+                       batch_size: int) -> dict[str, dict[str, float]]:
+    """The FCN score of the real val photos under each rung of :data:`cgbench.scoring.ladder.LADDER`."""
+    from cgbench.scoring.ladder import LADDER, rung_source
+
+    segmenter = Segmenter(model.eval(), source="training")
+    context = EvalContext(split, image_size, device, batch_size, 0, loaders={"fcn": lambda: segmenter})
+    fcn = [evaluator("fcn")]
+    return {source.name: score(source, fcn, context, progress=False).results["fcn"].metrics
+            for damage, levels in LADDER.items() for level in levels
+            if (source := rung_source(split, image_size, damage, level))}
+
+
+def record_ladder(tracker: RunTracker, clean: dict[str, float], rungs: dict[str, dict[str, float]], step: int,
+                  echo: Callable[[str], None]) -> bool:
+    """The ladder as metrics ``eval/ladder/<rung>/<metric>``, a plot and a JSON artifact, and the
+    tag ``cgbench.fcn.ladder_falls``; a ladder that does not fall is reported. Returns whether all fall."""
+    from cgbench.scoring.ladder import LADDER, falls, ladder_figure, rung_name
+
+    tracker.log_result_metrics({f"{LADDER_PREFIX}/{rung}/{k}": v for rung, m in rungs.items() for k, v in m.items()},
+                               step)
+    flat = []
+    for damage, levels in LADDER.items():
+        for metric in SCORE_METRICS:
+            if not falls([clean[metric]] + [rungs[rung_name(damage, level)][metric] for level in levels]):
+                flat.append(f"{damage} ({metric})")
+    tracker.set_tags({TAG_PREFIX + "fcn.ladder_falls": str(not flat).lower(),
+                      TAG_PREFIX + "fcn.ladder_flat": ", ".join(flat)})
+    tracker.log_json({"clean": clean, "rungs": rungs, "does_not_fall": flat}, f"{LADDER_PREFIX}/ladder.json")
+    tracker.log_figure(ladder_figure(clean, rungs, SCORE_METRICS), f"{LADDER_PREFIX}/ladder.png")
+    if flat:
+        echo(f"error in the FCN: its score does not fall along the degradation ladder for {', '.join(flat)}; it "
+             "cannot tell damaged photos from clean ones there (train it longer, e.g. --epochs, or check the data)")
+    return not flat
+
+
 def _lr_factor(step: int, total: int) -> float:
     """Linear warm-up over the first 3% of steps, then cosine decay to 0."""
     warm = max(1, int(0.03 * total))
@@ -285,6 +321,8 @@ def train_fcn(
         result, stats = ground_truth_scores(model, val_split, config.image_size, device,
                                             max(1, config.fcn_batch_size), progress=progress)
         tracker.save_checkpoint(checkpoint_state(model, config, total, result.metrics), total)
+        record_ladder(tracker, result.metrics, degradation_ladder(model, val_split, config.image_size, device,
+                                                                  max(1, config.fcn_batch_size)), total, echo)
         write_result(tracker, GROUND_TRUTH_PREFIX, result, total, {
             "evaluator": "ground_truth", "direction": "labels2photo",
             "description": "the FCN on real val photos, resized to the generator resolution and back",

@@ -28,6 +28,8 @@ METRIC_NAMES: dict[str, str] = {
 EVAL_PREFIX = "eval"
 GROUND_TRUTH_PREFIX = f"{EVAL_PREFIX}/ground_truth"
 """Real validation photos through the evaluator FCN: the ceiling of the FCN score."""
+LADDER_PREFIX = f"{EVAL_PREFIX}/ladder"
+"""Real validation photos, damaged step by step, through the evaluator FCN (cgbench.scoring.ladder)."""
 
 TAG_PREFIX = "cgbench."
 

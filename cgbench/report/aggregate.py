@@ -163,6 +163,7 @@ class TableResult:
     ground_truth: RowResult | None = None
     nulls: list[RowResult] = field(default_factory=list)  # the floor's rows, in NULL_ROWS order
     seeds: list[str] = field(default_factory=list)
+    ladder: str = ""  # a sentence on the evaluator FCN's degradation ladder (labels→photo tables)
     dataset: str = ""
     digest: str = ""
     preset: str = ""
@@ -265,7 +266,7 @@ def fill_table(
         gt_row.stats = {m: aggregate(gt_row.values[m]) for m in METRICS}
 
     used = [r for row in rows for r in row.runs]
-    seeds = sorted({r.seed for r in used}, key=_seed_key)
+    seeds = sorted({r.seed for r in used if r.seed}, key=_seed_key)
     first = used[0] if used else None
     result = TableResult(
         table, rows, gt_row, null_rows, seeds,

@@ -22,7 +22,8 @@ from cgbench.errors import CgbenchError
 from cgbench.report import render, study
 from cgbench.report.aggregate import RunRecord, TableResult, fill_table
 from cgbench.protocol import (
-    EXTERNAL_METHOD, FCN_METHOD, GROUND_TRUTH_PREFIX, NULL_METHOD, REPORT_METHOD, TAG_PREFIX, metric_prefix,
+    EXTERNAL_METHOD, FCN_METHOD, GROUND_TRUTH_PREFIX, LADDER_PREFIX, NULL_METHOD, REPORT_METHOD, TAG_PREFIX,
+    metric_prefix,
 )
 from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRIC_NAMES, METRICS, TABLES, PaperRow
 from cgbench.tracking import RunTracker, client_for, get_run
@@ -472,8 +473,34 @@ def _filled_tables(client, records: list[RunRecord], paper_numbers: list[int], n
                      "record them with cgbench eval --nulls")
     outside = tuple(PaperRow(key, f"{key} (scored from {kind})", None) for key, kind in dict(
         (r.row, r.tags.get(TAG_PREFIX + "source", "outside")) for r in records if external(r)).items())
-    return [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls,
-                       outside=outside) for n in paper_numbers]
+    results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls,
+                          outside=outside) for n in paper_numbers]
+    ladder = fcn_ladder(client, records)
+    for result in results:
+        if result.table.direction == "labels2photo":
+            result.ladder = ladder
+    return results
+
+
+def fcn_ladder(client, records: Sequence[RunRecord]) -> str:
+    """One sentence on the evaluator FCN's degradation ladder (recorded by ``cgbench fcn train``),
+    when every row was scored by the same FCN; empty otherwise."""
+    sources = {r.tags.get(TAG_PREFIX + "eval.fcn.fcn", "") for r in records} - {""}
+    if len(sources) != 1 or not next(iter(sources)).startswith("run "):
+        return ""
+    try:
+        run = client.get_run(next(iter(sources)).removeprefix("run "))
+    except Exception:  # the FCN run was deleted
+        return ""
+    m, tags = run.data.metrics, run.data.tags
+    hardest = (("blurred σ=4", "blur_4"), ("JPEG q5", "jpeg_5"), ("noise σ=50", "noise_50"), ("60% replaced", "replace_60"))
+    steps = [f"{text} {m[key]:.3f}" for text, rung in hardest if (key := f"{LADDER_PREFIX}/{rung}/per_pixel_acc") in m]
+    if not steps or f"{GROUND_TRUTH_PREFIX}/per_pixel_acc" not in m:
+        return ""
+    verdict = ("it falls on every rung" if tags.get(TAG_PREFIX + "fcn.ladder_falls") == "true" else
+               f"it does not fall for {tags.get(TAG_PREFIX + 'fcn.ladder_flat', '?')}: there the FCN cannot see the damage")
+    return (f"The FCN's degradation ladder (real photos, per-pixel acc.): clean {m[f'{GROUND_TRUTH_PREFIX}/per_pixel_acc']:.3f}, "
+            + ", ".join(steps) + f"; {verdict}.")
 
 
 def _write_and_log(report: Report, out_dir: str | Path | None, tracking_uri: str | None | bool, exp_name: str,

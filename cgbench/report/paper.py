@@ -101,3 +101,12 @@ TABLES: dict[int, PaperTable] = {
 KNOWN_ROWS: frozenset[str] = frozenset(
     r.key for t in TABLES.values() for r in (*t.rows, *t.extra_rows)
 )
+
+
+#: Settings of a row that are cgbench's choices, not the paper's (the report footnotes them).
+OUR_SETTINGS: dict[str, str] = {
+    "simgan": "self-regularisation weight λ_self (lambda_self, 10) is cgbench's choice; neither paper gives it",
+    "feature-gan": "self-regularisation weight λ_self (lambda_self, 10) is cgbench's choice; neither paper gives it",
+    "cogan": "latent search (Adam, cogan_search_steps steps at cogan_search_lr, on the mean squared pixel error) "
+             "is cgbench's choice; the paper says only that the code reproducing the input is found",
+}

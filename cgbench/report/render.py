@@ -9,10 +9,11 @@ import math
 from dataclasses import dataclass, field
 
 from cgbench.report.aggregate import RowResult, Stat, TableResult, significant
-from cgbench.report.paper import DIRECTIONS, FLAGS, METRIC_NAMES, METRICS
+from cgbench.report.paper import DIRECTIONS, FLAGS, METRIC_NAMES, METRICS, OUR_SETTINGS
 
 RANDOM_MARK = "§"
 RANDOM_NOTE = "VGG-16 features from random weights, not ImageNet"
+OURS_MARK = "¶"
 SIG_MARK = "*"
 FLOOR_MARK = "▴"
 P_HEADER = "p vs CycleGAN (pixel / class / IoU)"
@@ -80,7 +81,8 @@ def published_text(row: RowResult, metric: str) -> str:
 
 
 def row_name(row: RowResult) -> str:
-    return row.name + (RANDOM_MARK if row.random_features else "")
+    return (row.name + (RANDOM_MARK if row.random_features else "")
+            + (OURS_MARK if row.key in OUR_SETTINGS and row.n else ""))
 
 
 def heading(result: TableResult) -> str:
@@ -113,6 +115,8 @@ def caption_details(result: TableResult) -> str:
     if result.ground_truth is not None:
         parts.append("Ground truth: real photos through the same FCN, the score's ceiling "
                      "(paper value from the pix2pix paper).")
+    if result.ladder:
+        parts.append(result.ladder)
     return " ".join(parts)
 
 
@@ -127,6 +131,9 @@ def footnotes(result: TableResult) -> list[tuple[str, str]]:
             notes.append((mark, f"({flag}) {text}"))
     if any(r.random_features for r in result.rows):
         notes.append((RANDOM_MARK, RANDOM_NOTE))
+    ours = [f"{r.name}: {OUR_SETTINGS[r.key]}" for r in result.rows if r.key in OUR_SETTINGS and r.n]
+    if ours:
+        notes.append((OURS_MARK, "settings of ours, not the paper's: " + "; ".join(ours)))
     return notes
 
 
@@ -180,6 +187,7 @@ _LATEX_SPECIAL = {
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
     "±": r"$\pm$", "→": r"$\rightarrow$", "−": "--", "–": "--", "×": r"$\times$",
     "†": r"\textsuperscript{\textdagger}", "‡": r"\textsuperscript{\textdaggerdbl}", "§": r"\textsuperscript{\S}",
+    "¶": r"\textsuperscript{\P}", "▴": r"$^{\blacktriangle}$", "≥": r"$\geq$", "λ": r"$\lambda$",
 }
 
 
