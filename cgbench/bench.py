@@ -365,9 +365,9 @@ def bench_eval(config: Config, device: torch.device, root: Path, max_images: int
     from evaluators.confusion import ConfusionMatrix
     from evaluators.fcn import FCNScore
 
-    split = load_val_split(root, config.image_size)
+    split = load_val_split(root, config.image_size, config.prep)
     n = min(max_images, len(split.labels))
-    split = dataclasses.replace(split, labels=split.labels[:n], photos=split.photos[:n], names=split.names[:n])
+    split = split.head(n)
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, device)
     method.train(False)

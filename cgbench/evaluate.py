@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cgbench.data.labels import CLASS_NAMES, colorize
+from cgbench.data.labels import CLASS_NAMES
 from cgbench.data.sampler import to_uint8, to_unit_range
 from cgbench.errors import CgbenchError, DataError
 from cgbench.tracking import TAG_PREFIX, RunTracker, client_for, get_run, load_run_checkpoint, recorded_config
@@ -95,11 +95,11 @@ def select_evaluators(names: list[str] | tuple[str, ...] | None) -> list[type[Ev
 # --- streaming ----------------------------------------------------------------------------
 
 
-def _resize_labels(labels: torch.Tensor, size: int) -> torch.Tensor:
-    """Train ids (B, H, W) → (B, size, size) by nearest neighbour (pixel centres, as PIL NEAREST)."""
-    if tuple(labels.shape[-2:]) == (size, size):
-        return labels
-    return F.interpolate(labels[:, None].float(), size=(size, size), mode="nearest-exact")[:, 0].to(torch.uint8)
+def _resize_nearest(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, C, H, W) → (B, C, size, size) by nearest neighbour (pixel centres, as PIL NEAREST)."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    return F.interpolate(images.float(), size=(size, size), mode="nearest-exact").to(torch.uint8)
 
 
 def _resize_photos(photos: torch.Tensor, size: int) -> torch.Tensor:
@@ -110,13 +110,13 @@ def _resize_photos(photos: torch.Tensor, size: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-def translator_inputs(direction: str, labels: torch.Tensor, photos: torch.Tensor | None, size: int) -> torch.Tensor:
-    """What the generator sees, as in training: official-colour label maps (labels2photo) or
-    photos (photo2labels), as size×size squares in [-1, 1]."""
-    if direction == "labels2photo":
-        rgb = colorize(_resize_labels(labels, size)).permute(0, 3, 1, 2)
-        return to_unit_range(rgb)
-    return to_unit_range(_resize_photos(photos, size))
+def translator_inputs(direction: str, images: torch.Tensor, size: int) -> torch.Tensor:
+    """What the generator sees, as in training: the colour label maps X (labels2photo, a split's
+    ``label_colors``) or photos (photo2labels), uint8, as size×size squares in [-1, 1]. The val
+    split holds both at the generator resolution already; other sizes resize (X nearest, photos
+    bilinear)."""
+    resize = _resize_nearest if direction == "labels2photo" else _resize_photos
+    return to_unit_range(resize(images, size))
 
 
 def output_file_name(name: str, direction: str) -> str:
@@ -155,8 +155,8 @@ def stream(
                 labels = split.labels[start:stop].to(device, non_blocking=True)
                 for direction in directions:
                     t = time.perf_counter()
-                    photos = split.photos[start:stop].to(device) if direction == "photo2labels" else None
-                    inputs = translator_inputs(direction, labels, photos, size)
+                    images = split.photos if direction == "photo2labels" else split.label_colors
+                    inputs = translator_inputs(direction, images[start:stop].to(device), size)
                     out = translators[direction](inputs, index)
                     outputs = out if out.dtype == torch.uint8 else to_uint8(out)
                     key = f"translate/{direction}"
@@ -281,12 +281,12 @@ def run_data_root(run, data_value: str, override: str | None = None, image_size:
     return datasets.resolve(data_value, image_size, generate=False).root
 
 
-def load_val_split(root: Path, image_size: int):
-    """The validation split: labels at native resolution, photos at the generator resolution
-    (bilinear, antialiased — as training photos are resized)."""
+def load_val_split(root: Path, image_size: int, prep: str = "clean"):
+    """The validation split: labels at native resolution, photos and colour label maps X at the
+    generator resolution, prepared as training data is (``prep``)."""
     from cgbench.data.layouts import load_split
 
-    split = load_split(root, "val", photo_size=image_size)
+    split = load_split(root, "val", photo_size=image_size, prep=prep)
     if len(split.labels) == 0:
         raise DataError(f"the validation split of {root} is empty; it needs labelled images to score")
     return split
@@ -334,7 +334,7 @@ def evaluate(
             fcn, client, dev, arch=fcn_arch, digest=tags.get(TAG_PREFIX + "dataset_digest"),
             image_size=config.image_size, data_root=root, echo=echo,
         )
-    split = load_val_split(root, config.image_size)
+    split = load_val_split(root, config.image_size, config.prep)
 
     method = get_method(config.method)(config, dev)
     method.load_translators(state["method"]["networks"])

@@ -258,10 +258,10 @@ def train_fcn(
         torch.set_num_threads(config.threads)
     ref = datasets.resolve(config.data, config.image_size, echo=echo)
     size = config.image_size
-    train_split = load_split(ref.root, "train", photo_size=size)
+    train_split = load_split(ref.root, "train", photo_size=size, prep=config.prep)
     if not train_split.paired:
         raise DataError(f"the training split of {ref.root} pairs no photo with its labels; the FCN needs paired data")
-    val_split = load_split(ref.root, "val", photo_size=size)
+    val_split = load_split(ref.root, "val", photo_size=size, prep=config.prep)
     n = len(train_split.photos)
     steps_per_epoch = max(1, math.ceil(n / config.fcn_batch_size))
     total = max(1, round(config.fcn_epochs * steps_per_epoch))
@@ -283,7 +283,7 @@ def train_fcn(
     }
     name = run_name or f"fcn-{config.fcn_arch}-{size}px-seed{config.seed}"
     tracker = RunTracker.create(tracking_uri, experiment, name, tags)
-    fcn_keys = ("data", "image_size", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
+    fcn_keys = ("data", "image_size", "prep", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
     tracker.log_params({**{k: getattr(config, k) for k in fcn_keys}, "total_iterations": total,
                         "train_images": n, "val_images": len(val_split.labels),
                         "label_resolution": "x".join(map(str, train_split.labels.shape[-2:][::-1]))})
