@@ -349,15 +349,18 @@ class _Scene:
         shadow = self._shadow(x, street)
 
         road = below & ((distance <= road_edge) | cross)
-        c.paint(win, road, _ID["road"], self._asphalt(win, x, z, street) * shadow, z)
         parking = below & ~cross & (distance > road_edge) & (distance <= kerb)
-        c.paint(win, parking, _ID["parking"], self._parking_bays(win, z) * shadow, z)
         walk = below & ~cross & (distance > kerb) & (distance <= walk_edge)
-        c.paint(win, walk, _ID["sidewalk"], self._paving(win, x, z, s, kerb) * shadow, z)
+        verge = below & ~cross & (distance > walk_edge)
         verge_label = side(left.verge_label, right.verge_label)
-        for label, texture in ((_ID["terrain"], self._grass), (_ID["ground"], self._dirt)):
-            mask = below & ~cross & (distance > walk_edge) & (verge_label == label)
-            c.paint(win, mask, label, texture(win) * shadow, z)
+        bands = [(road, _ID["road"], lambda: self._asphalt(win, x, z, street)),
+                 (parking, _ID["parking"], lambda: self._parking_bays(win, z)),
+                 (walk, _ID["sidewalk"], lambda: self._paving(win, x, z, s, kerb)),
+                 (verge & (verge_label == _ID["terrain"]), _ID["terrain"], lambda: self._grass(win)),
+                 (verge & (verge_label == _ID["ground"]), _ID["ground"], lambda: self._dirt(win))]
+        for mask, label, texture in bands:
+            if mask.any():
+                c.paint(win, mask, label, texture() * shadow, z)
 
     def _shadow(self, x: np.ndarray, street: _Street) -> np.ndarray:
         """Light on the ground: on sunny days a facade's shadow across part of the street."""
@@ -500,18 +503,20 @@ class _Scene:
         fence_rgb = np.where((slats | rail)[..., None], _rgb(0.45, 0.40, 0.35) * side_light,
                              self.foliage(win) * 0.7)
         c.paint(win, fence, _ID["fence"], fence_rgb, depth)
-        if street.cross is not None:
-            self._draw_corner(win, kind == "cross", street.cross[1], side_light)
+        gap = np.nonzero(kind[0] == "cross")[0] + win[1].start  # contiguous: depth is monotonic
+        if gap.size:
+            self._draw_corner(slice(int(gap[0]), int(gap[-1]) + 1), street.cross[1], side_light)
 
-    def _draw_corner(self, win: Window, gap: np.ndarray, z_far: float, light: float) -> None:
+    def _draw_corner(self, columns: slice, z_far: float, light: float) -> None:
         """The building on the far corner of a cross street, facing the camera at depth z_far,
-        seen in the columns where the facade plane is interrupted by the cross street."""
+        seen in the ``columns`` where the facade plane is interrupted by the cross street."""
         rng, c = self.rng, self.canvas
+        win = (slice(0, c.h), columns)
         yy = np.arange(c.h, dtype=np.float32)[:, None] + 0.5
         u = self.cam_h - (yy - self.yh) * z_far / self.focal
-        along = (np.arange(win[1].start, win[1].stop, dtype=np.float32)[None, :] + 0.5 - self.xv) * z_far / self.focal
+        along = (np.arange(columns.start, columns.stop, dtype=np.float32)[None, :] + 0.5 - self.xv) * z_far / self.focal
         top = rng.uniform(4.0, 14.0)
-        building = gap & (u >= 0) & (u < top)
+        building = np.broadcast_to((u >= 0) & (u < top), (c.h, columns.stop - columns.start))
         base = _FACADE_COLORS[rng.integers(len(_FACADE_COLORS))] * rng.uniform(0.85, 1.15)
         rgb = self._facade_rgb(win, base, u, np.abs(along), top)
         c.paint(win, building, _ID["building"], rgb * light, np.float32(z_far))
