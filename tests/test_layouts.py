@@ -64,6 +64,9 @@ def test_resizing(datasets):
     assert square.photos.shape == (4, 3, 16, 16) and square.labels.shape == (4, 16, 16)
     full = load_split(datasets["cityscapes"], "train")
     assert torch.equal(square.labels, full.labels[:, 1::2, 2::4])  # NEAREST keeps label values
+    assert torch.equal(square.label_colors, full.label_colors[:, :, 1::2, 2::4])
+    first = full.head(2)
+    assert (len(first.names), len(first.photos), len(first.label_colors), len(first.labels)) == (2, 2, 2, 2)
     mixed = load_split(datasets["aligned"], "val", size=(32, 64), photo_size=(8, 16))
     assert mixed.photos.shape == (2, 3, 8, 16) and mixed.labels.shape == (2, 32, 64)
     with pytest.raises(DataError, match="not a size"):

@@ -36,6 +36,7 @@ Two preparations (the config key ``prep``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -89,8 +90,8 @@ class Split:
 
     def head(self, n: int) -> Split:
         """The first ``n`` examples (photos, label maps, ground truth and names)."""
-        return Split(self.photos[:n], self.label_colors[:n], self.labels[:n], self.names[:n],
-                     self.paired, self.digest, self.layout, self.root, self.prep)
+        return dataclasses.replace(self, photos=self.photos[:n], label_colors=self.label_colors[:n],
+                                   labels=self.labels[:n], names=self.names[:n])
 
 
 def detect_layout(root: str | os.PathLike) -> str:
@@ -110,12 +111,10 @@ def detect_layout(root: str | os.PathLike) -> str:
 
 @dataclass
 class _Task:
-    """One file to read. ``role``: photo, ids (label-id image), color (colour labels) or pair;
-    ``prepare``: redo the authors' preparation (official files under ``prep="authors"``)."""
+    """One file to read. ``role``: photo, ids (label-id image), color (colour labels) or pair."""
 
     path: Path
     role: str
-    prepare: bool = False
 
 
 @dataclass
@@ -127,15 +126,23 @@ class _Decoded:
 
 
 @dataclass(frozen=True)
-class _Sizes:
+class _Recipe:
+    """How every file of a split becomes arrays."""
+
     photo_hw: tuple[int, int] | None  # photos and X
     label_hw: tuple[int, int] | None  # ground truth
     prep: str
+    prepare: bool  # redo the authors' 256 px JPEG preparation (official files under "authors")
 
     @property
-    def image_filter(self) -> Image.Resampling:
-        """How photos and X resize: bicubic as the authors' training, else bilinear antialiased."""
+    def photo_filter(self) -> Image.Resampling:
+        """Photos resize bicubically as in the authors' training, else bilinearly (antialiased)."""
         return Image.BICUBIC if self.prep == "authors" else Image.BILINEAR
+
+    @property
+    def x_filter(self) -> Image.Resampling:
+        """Colour label maps resize bicubically as in the authors' training, else NEAREST."""
+        return Image.BICUBIC if self.prep == "authors" else Image.NEAREST
 
 
 def _as_hw(size: int | tuple[int, int] | None, what: str) -> tuple[int, int] | None:
@@ -173,31 +180,31 @@ def authors_prepared(img: Image.Image) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
-def _photo(img: Image.Image, task: _Task, sizes: _Sizes) -> np.ndarray:
-    if task.prepare:
+def _photo(img: Image.Image, recipe: _Recipe) -> np.ndarray:
+    if recipe.prepare:
         img = authors_prepared(img)
-    return np.asarray(_resize(img, sizes.photo_hw, sizes.image_filter))
+    return np.asarray(_resize(img, recipe.photo_hw, recipe.photo_filter))
 
 
-def _from_colors(colors: Image.Image, sizes: _Sizes) -> tuple[np.ndarray, np.ndarray]:
-    """(train ids at the label size, X at the photo size) of a colour label map."""
+def _from_colors(colors: Image.Image, recipe: _Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth at the label size, X at the photo size) of a colour label map: train ids
+    decoded by the nearest of all label colours, then NEAREST; X resized as the recipe says."""
     train_ids = Image.fromarray(decode_ground_truth(np.asarray(colors)))
-    x_filter = Image.BICUBIC if sizes.prep == "authors" else Image.NEAREST
-    return (np.asarray(_resize(train_ids, sizes.label_hw, Image.NEAREST)),
-            np.asarray(_resize(colors, sizes.photo_hw, x_filter)))
+    return (np.asarray(_resize(train_ids, recipe.label_hw, Image.NEAREST)),
+            np.asarray(_resize(colors, recipe.photo_hw, recipe.x_filter)))
 
 
-def _from_ids(ids: np.ndarray, task: _Task, sizes: _Sizes) -> tuple[np.ndarray, np.ndarray]:
-    """(train ids at the label size, X at the photo size) of a label-id image."""
-    if task.prepare:
-        train_ids, x = _from_colors(authors_prepared(Image.fromarray(colorize_ids(ids))), sizes)
-        return (ID_TO_TRAIN_ID[ids] if sizes.label_hw is None else train_ids), x
-    train_ids = _resize(Image.fromarray(ID_TO_TRAIN_ID[ids]), sizes.label_hw, Image.NEAREST)
-    x_ids = _resize(Image.fromarray(ids), sizes.photo_hw, Image.NEAREST)
+def _from_ids(ids: np.ndarray, recipe: _Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth at the label size, X at the photo size) of a label-id image."""
+    if recipe.prepare:
+        train_ids, x = _from_colors(authors_prepared(Image.fromarray(colorize_ids(ids))), recipe)
+        return (ID_TO_TRAIN_ID[ids] if recipe.label_hw is None else train_ids), x
+    train_ids = _resize(Image.fromarray(ID_TO_TRAIN_ID[ids]), recipe.label_hw, Image.NEAREST)
+    x_ids = _resize(Image.fromarray(ids), recipe.photo_hw, Image.NEAREST)
     return np.asarray(train_ids), colorize_ids(np.asarray(x_ids))
 
 
-def _decode(task: _Task, sizes: _Sizes) -> _Decoded:
+def _decode(task: _Task, recipe: _Recipe) -> _Decoded:
     """Read, hash and decode one file into a photo, or ground truth and X, or both (a pair)."""
     try:
         data = task.path.read_bytes()
@@ -209,7 +216,7 @@ def _decode(task: _Task, sizes: _Sizes) -> _Decoded:
             if ids.ndim != 2 or ids.max(initial=0) > 255:
                 raise DataError(f"{task.path} is not a single-channel 8-bit label-id image: "
                                 "replace it with the dataset's *_gtFine_labelIds.png")
-            decoded.label, decoded.label_color = _from_ids(ids.astype(np.uint8), task, sizes)
+            decoded.label, decoded.label_color = _from_ids(ids.astype(np.uint8), recipe)
             return decoded
         img = img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
@@ -224,9 +231,9 @@ def _decode(task: _Task, sizes: _Sizes) -> _Decoded:
     else:
         photo, colors = (img, None) if task.role == "photo" else (None, img)
     if photo is not None:
-        decoded.photo = _photo(photo, task, sizes)
+        decoded.photo = _photo(photo, recipe)
     if colors is not None:
-        decoded.label, decoded.label_color = _from_colors(colors, sizes)
+        decoded.label, decoded.label_color = _from_colors(colors, recipe)
     return decoded
 
 
@@ -300,18 +307,17 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
     if prep not in PREPS:
         raise DataError(f"unknown preparation {prep!r}: use one of {', '.join(PREPS)}")
     label_hw = _as_hw(size, "size")
-    sizes = _Sizes(_as_hw(photo_size, "photo_size") or label_hw, label_hw, prep)
+    photo_hw = _as_hw(photo_size, "photo_size") or label_hw
     root = Path(root)
     layout = detect_layout(root)
+    recipe = _Recipe(photo_hw, label_hw, prep, prepare=prep == "authors" and layout == "cityscapes")
     photo_tasks, label_tasks, photo_dir = _TASKS[layout](root, split)
     if not photo_tasks:
         raise DataError(f"no photos found in {photo_dir}: check the dataset folder or re-create it")
 
     tasks = photo_tasks + label_tasks
-    for task in tasks:
-        task.prepare = prep == "authors" and layout == "cityscapes"
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(lambda t: _decode(t, sizes), tasks))
+        decoded = list(pool.map(lambda t: _decode(t, recipe), tasks))
 
     digest = hashlib.sha256()
     for task, item in zip(tasks, decoded):
@@ -319,7 +325,7 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
 
     photos = _stack([d.photo for d in decoded if d.photo is not None], photo_dir, "photos")
     labels = _stack([d.label for d in decoded if d.label is not None], photo_dir, "labels")
-    label_colors = _stack([d.label_color for d in decoded if d.label is not None], photo_dir,
+    label_colors = _stack([d.label_color for d in decoded if d.label_color is not None], photo_dir,
                           "colour label maps")
     return Split(
         photos=torch.from_numpy(photos).permute(0, 3, 1, 2).contiguous(),
