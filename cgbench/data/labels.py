@@ -88,9 +88,10 @@ def _decoding_candidates() -> tuple[np.ndarray, np.ndarray]:
       All five are train id 255, so the choice never changes the ground truth.
     - (153, 153, 153): pole (17) and polegroup (18) -> pole. ``json2labelImg`` paints a polegroup
       polygon (a cluster of poles annotated as one) with the pole colour, so the colour file holds
-      no trace of the difference. Pole is an evaluated class and by far the more frequent; taking
-      polegroup would drop every pole pixel from the ground truth. The price: polegroup pixels,
-      ignored in the labelIds ground truth, are scored as pole when ground truth comes from colours.
+      no trace of the difference. Pole is the evaluated class (polegroup a rarer annotation of the
+      same objects); taking polegroup would drop every pole pixel from the ground truth. The price:
+      polegroup pixels, ignored in the labelIds ground truth, are scored as pole when ground truth
+      comes from colours.
     - license plate (id -1) shares car's colour but is never drawn (``json2labelImg`` skips
       negative ids), so it is not a candidate.
     Exact ties between different colours also go to the lowest label id.
@@ -121,9 +122,9 @@ def decode_label_ids(rgb: np.ndarray) -> np.ndarray:
     the label of the nearest official colour (L2 in RGB) among *all* labels; see
     :func:`_decoding_candidates` for labels that share a colour.
 
-    A lookup table over all 2^24 colours is filled on demand, so a split of exact colour files
-    costs one table lookup per pixel, and a JPEG-compressed one a little more. Safe to call from
-    several threads (every entry is only ever written with its one value).
+    A lookup table over all 2^24 colours (16 MiB) is filled on demand, so a split of exact colour
+    files costs one table lookup per pixel, and a JPEG-compressed one a little more. Safe to call
+    from several threads (every entry is only ever written with its one value).
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):

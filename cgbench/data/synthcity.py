@@ -425,7 +425,8 @@ class _Scene:
         """Unpaved ground (Cityscapes 'ground', ignored when scoring): gravel and packed earth."""
         rng = self.rng
         earth = [_rgb(0.45, 0.40, 0.33), _rgb(0.50, 0.48, 0.45)][rng.integers(2)] * rng.uniform(0.8, 1.15)
-        return earth * (1 + 0.12 * self.fine[win] + 0.14 * self.white[win] + 0.12 * self.coarse[win])[..., None]
+        grain = 1 + 0.12 * self.fine[win] + 0.14 * self.white[win] + 0.12 * self.coarse[win]
+        return earth * grain[..., None]
 
     def draw_facades(self, street: _Street) -> None:
         """Blocks of buildings, tree rows, walls and fences standing on each facade plane; across
@@ -514,11 +515,12 @@ class _Scene:
         win = (slice(0, c.h), columns)
         yy = np.arange(c.h, dtype=np.float32)[:, None] + 0.5
         u = self.cam_h - (yy - self.yh) * z_far / self.focal
-        along = (np.arange(columns.start, columns.stop, dtype=np.float32)[None, :] + 0.5 - self.xv) * z_far / self.focal
+        xs = np.arange(columns.start, columns.stop, dtype=np.float32)[None, :] + 0.5
+        along = np.abs(xs - self.xv) * z_far / self.focal  # lateral distance on the corner's face
         top = rng.uniform(4.0, 14.0)
         building = np.broadcast_to((u >= 0) & (u < top), (c.h, columns.stop - columns.start))
         base = _FACADE_COLORS[rng.integers(len(_FACADE_COLORS))] * rng.uniform(0.85, 1.15)
-        rgb = self._facade_rgb(win, base, u, np.abs(along), top)
+        rgb = self._facade_rgb(win, base, u, along, top)
         c.paint(win, building, _ID["building"], rgb * light, np.float32(z_far))
 
     def draw_guard_rails(self, street: _Street) -> None:
@@ -572,7 +574,8 @@ class _Scene:
             x = rng.choice([road_l + 0.5, road_r - 0.5])
             items.append((rng.uniform(4.0, 50.0), rng.choice(["bicycle", "motorcycle"]), x))
         standing = ("pole", "tree", "static", "dynamic")  # nothing stands in the cross street
-        items = [item for item in items if item[1] not in standing or not street.in_cross(np.float32(item[0]))]
+        items = [(z, kind, x) for z, kind, x in items
+                 if kind not in standing or not street.in_cross(np.float32(z))]
         for z, kind, x in sorted(items, key=lambda item: -item[0]):
             getattr(self, f"_draw_{kind}")(x, z)
 
