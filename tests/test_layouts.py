@@ -184,16 +184,17 @@ def every_label(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("size", [256, 143])
-def test_authors_layouts_give_the_official_ground_truth(every_label, tmp_path, size):
-    copies = _authors_copies(every_label, tmp_path)
-    for split in ("train", "val"):
-        official = load_split(every_label, split, size=size, prep="authors")
-        assert official.labels.shape[-2:] == official.photos.shape[-2:] == (size, size)
-        for layout, root in copies.items():
-            other = load_split(root, split, size=size, prep="authors")
-            assert other.names[-1] == f"{len(other.names) - 1}" + ("_A" if layout == "unaligned" else "")
-            for part in ("labels", "label_colors", "photos"):
-                assert torch.equal(getattr(other, part), getattr(official, part)), (layout, split, part)
+def test_authors_layouts_give_the_official_ground_truth(every_label, datasets, tmp_path, size):
+    for name, official_root in (("every_label", every_label), ("synthcity", datasets["cityscapes"])):
+        copies = _authors_copies(official_root, tmp_path / name)
+        for split in ("train", "val"):
+            official = load_split(official_root, split, size=size, prep="authors")
+            assert official.labels.shape[-2:] == official.photos.shape[-2:] == (size, size)
+            for layout, root in copies.items():
+                other = load_split(root, split, size=size, prep="authors")
+                assert other.names[-1] == f"{len(other.names) - 1}" + ("_A" if layout == "unaligned" else "")
+                for part in ("labels", "label_colors", "photos"):
+                    assert torch.equal(getattr(other, part), getattr(official, part)), (name, layout, split, part)
     # ...and that ground truth is the label ids' own: 255 for every class that is not evaluated
     authors = load_split(every_label, "train", size=size, prep="authors")
     exact = load_split(every_label, "train", size=size, prep="clean")  # NEAREST from the label ids
