@@ -327,9 +327,9 @@ def bench_eval(config: Config, device: torch.device, root: Path, max_images: int
 
     FCNScore = evaluator("fcn")  # the built-in, found through the entry points as any plugin is
 
-    split = load_val_split(root, config.image_size)
+    split = load_val_split(root, config.image_size, config.prep)
     n = min(max_images, len(split.labels))
-    split = dataclasses.replace(split, labels=split.labels[:n], photos=split.photos[:n], names=split.names[:n])
+    split = split.head(n)
     torch.manual_seed(config.seed)
     method = get_method(config.method)(config, device)
     method.train(False)

@@ -407,6 +407,9 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
               help="MLflow experiment of the new run (--images, --checkpoint, --nulls).")
 @click.option("--allow-partial", is_flag=True, help="--images: score the frames that have an image; the "
               "coverage is recorded.")
+@click.option("--prep", type=click.Choice(["clean", "authors"]), default="clean", show_default=True,
+              help="--nulls: the data preparation of the runs the floor is for (the cpu preset's clean, the paper "
+                   "preset's authors).")
 @data_options
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg (one direction: its "
@@ -432,7 +435,7 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @handle_errors
 def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_size, name, experiment, allow_partial,
-          data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size, device, n_samples,
+          prep, data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size, device, n_samples,
           save_images, tracking_uri, progress):
     """Score with the paper's protocol: a trained run, a folder of images, an authors' checkpoint, or
     the null translators; results are recorded in MLflow."""
@@ -453,7 +456,7 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
         raise CgbenchError("give either --data DIR or --dataset synthcity, not both")
     data = data_dir or dataset
     if nulls:
-        _eval_nulls(data, image_size or 128, metrics, fcn, tracking_uri, experiment, device, progress)
+        _eval_nulls(data, image_size or 128, prep, metrics, fcn, tracking_uri, experiment, device, progress)
         return
     from cgbench import evaluate as ev
 
@@ -495,11 +498,11 @@ def _list_evaluators() -> None:
         click.echo(f"{name:12s} BROKEN: {error}")
 
 
-def _eval_nulls(data, image_size, metrics, fcn, tracking_uri, experiment, device, progress) -> None:
+def _eval_nulls(data, image_size, prep, metrics, fcn, tracking_uri, experiment, device, progress) -> None:
     from cgbench.nulls import ensure_nulls
 
     found = ensure_nulls(data or "synthcity", image_size, metrics, fcn=fcn, tracking_uri=tracking_uri,
-                         experiment=experiment, device=device, progress=progress, echo=click.echo)
+                         experiment=experiment, device=device, progress=progress, echo=click.echo, prep=prep)
     client_rows = ", ".join(f"{row} (run {run_id[:8]})" for row, run_id in found.items())
     click.echo(f"Null rows recorded: {client_rows}.")
 

@@ -32,6 +32,9 @@ class Config:
     load_size: int = 143  # images are resized to this square, then randomly cropped
     flip: bool = True
     disjoint: bool = False  # draw X and Y from disjoint halves of the training scenes
+    # how files become images (cgbench.data.layouts): "authors" = the paper's data, their 256 px
+    # JPEG q100 layouts and bicubic resizes; "clean" = the files resized once (bilinear / nearest)
+    prep: str = "authors"
     # --- networks --------------------------------------------------------------------
     ngf: int = 64
     ndf: int = 64
@@ -94,17 +97,17 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Cityscapes setting: 128x128 crops of 143x143 images, 6 blocks, batch 1,
     # 100 epochs at 2e-4 then 100 epochs of linear decay.
-    "paper": dict(image_size=128, load_size=143, ngf=64, ndf=64, n_blocks=6, batch_size=1, epochs=200.0, iters=0,
+    "paper": dict(image_size=128, load_size=143, prep="authors", ngf=64, ndf=64, n_blocks=6, batch_size=1, epochs=200.0, iters=0,
                   fcn_arch="fcn8s", fcn_width=64, fcn_epochs=60.0, fcn_batch_size=8, fcn_lr=1e-3, fcn_crop=512),
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
     "cpu": dict(
-        image_size=64, load_size=72, ngf=16, ndf=16, n_blocks=4, batch_size=1,
+        image_size=64, load_size=72, prep="clean", ngf=16, ndf=16, n_blocks=4, batch_size=1,
         iters=1500, checkpoint_every=500, log_every=5, sample_every=500, cogan_search_steps=100,
         fcn_arch="fcn8s", fcn_width=16, fcn_epochs=8.0, fcn_batch_size=8, fcn_lr=2e-3,
     ),
     # Seconds: for tests and smoke checks only.
     "tiny": dict(
-        image_size=32, load_size=36, ngf=4, ndf=4, n_blocks=1, batch_size=1,
+        image_size=32, load_size=36, prep="clean", ngf=4, ndf=4, n_blocks=1, batch_size=1,
         iters=4, checkpoint_every=2, sample_every=0, pool_size=4, latent_dim=16, cogan_search_steps=3,
         fcn_width=4, fcn_epochs=1.0, fcn_batch_size=4,
         threads=1,  # tensors this small run fastest, and steadiest under load, on one thread
@@ -234,6 +237,10 @@ def validate(config: Config) -> None:
             f"load_size {config.load_size} is smaller than image_size {config.image_size}; "
             "images are resized to load_size and then cropped, so set load_size >= image_size"
         )
+    from cgbench.data.layouts import PREPS
+
+    if config.prep not in PREPS:
+        raise ConfigError(f"prep {config.prep!r} is not one of: {', '.join(PREPS)}")
     if config.gan_mode not in {"lsgan", "vanilla"}:
         raise ConfigError(f"gan_mode {config.gan_mode!r} is not one of: lsgan, vanilla")
     if config.norm not in {"auto", "instance", "batch"}:

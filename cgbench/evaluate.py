@@ -135,8 +135,9 @@ def evaluate(
     segmenter = None
     if needs_fcn(classes):  # resolved before any work, so a missing FCN fails fast
         segmenter = load_fcn(fcn, client, dev, arch=fcn_arch, digest=tags.get(TAG_PREFIX + "dataset_digest"),
-                             image_size=config.image_size, data_root=root, echo=echo, strict=fcn_strict)
-    split = load_val_split(root, config.image_size)
+                             image_size=config.image_size, data_root=root, echo=echo, strict=fcn_strict,
+                             prep=config.prep)
+    split = load_val_split(root, config.image_size, config.prep)
     source = trained.source
     context = EvalContext(split, config.image_size, dev, batch_size, n_samples, run_id,
                           loaders={"fcn": lambda: segmenter})

@@ -120,9 +120,10 @@ def segmenter_from_checkpoint(obj: Any, source: str, arch: str | None, device: t
     return model.to(device).eval(), meta
 
 
-def find_fcn_run(client, digest: str | None, image_size: int):
-    """The latest finished FCN run trained on data with ``digest`` at ``image_size`` that has a
-    checkpoint, across all experiments; None when there is none."""
+def find_fcn_run(client, digest: str | None, image_size: int, prep: str | None = None):
+    """The latest finished FCN run trained on data with ``digest`` at ``image_size`` (and, when
+    given, with data preparation ``prep``) that has a checkpoint, across all experiments; None
+    when there is none."""
     if not digest:
         return None
     runs = search_runs(
@@ -132,6 +133,8 @@ def find_fcn_run(client, digest: str | None, image_size: int):
         order_by=["attributes.start_time DESC"], max_results=50,
     )
     for run in runs:
+        if prep is not None and run.data.tags.get(TAG_PREFIX + "prep", "clean") != prep:
+            continue
         if any(f.path.endswith(".pt") for f in client.list_artifacts(run.info.run_id, "checkpoints")):
             return run
     return None
@@ -162,6 +165,7 @@ def load_fcn(
     data_root: Path | str | None = None,
     echo: Callable[[str], None] = print,
     strict: bool = False,
+    prep: str | None = None,
 ) -> Segmenter:
     """The evaluator segmenter: ``spec`` = a .pt file (our checkpoint or a bare state dict), an FCN
     run id, ``caffe:PATH`` or a ``.caffemodel`` file (the published FCN-8s, scored the public
@@ -170,7 +174,7 @@ def load_fcn(
     if spec is not None and (spec.startswith("caffe:") or spec.endswith(".caffemodel")):
         return _load_published(spec.removeprefix("caffe:"), device, strict, echo)
     if spec is None:
-        run = find_fcn_run(client, digest, image_size)
+        run = find_fcn_run(client, digest, image_size, prep)
         if run is None:
             uri = client.tracking_uri
             data = f"--data {data_root}" if data_root else "--data DIR"
@@ -303,10 +307,10 @@ def train_fcn(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     ref = datasets.resolve(config.data, config.image_size, echo=echo)
-    train_split = load_split(ref.root, "train", photo_size=config.image_size)
+    train_split = load_split(ref.root, "train", photo_size=config.image_size, prep=config.prep)
     if not train_split.paired:
         raise DataError(f"the training split of {ref.root} pairs no photo with its labels; the FCN needs paired data")
-    val_split = load_split(ref.root, "val", photo_size=config.image_size)
+    val_split = load_split(ref.root, "val", photo_size=config.image_size, prep=config.prep)
     total = max(1, round(config.fcn_epochs * _steps_per_epoch(config, len(train_split.photos))))
     tracker = _start_fcn_run(config, ref, train_split, val_split, total, tracking_uri, experiment, preset, run_name)
     echo(f"MLflow run {tracker.run_id} ({tracker.name}) in experiment {experiment!r}: {config.fcn_arch} on "
@@ -347,10 +351,11 @@ def _start_fcn_run(config: Config, ref, train_split, val_split, total: int, trac
         TAG_PREFIX + "dataset_digest": train_split.digest,
         TAG_PREFIX + "dataset_layout": train_split.layout,
         TAG_PREFIX + "image_size": str(size),
+        TAG_PREFIX + "prep": config.prep,
         TAG_PREFIX + "preset": preset or "",
         TAG_PREFIX + "seed": str(config.seed),
     }
-    keys = ("data", "image_size", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
+    keys = ("data", "image_size", "prep", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
     params = {**{k: getattr(config, k) for k in keys}, "total_iterations": total,
               "train_images": len(train_split.photos), "val_images": len(val_split.labels),
               "label_resolution": "x".join(map(str, train_split.labels.shape[-2:][::-1]))}

@@ -26,11 +26,12 @@ from evaluators.base import EvalContext
 DERANGEMENT_SEED = 0  # "another scene": one fixed derangement, so every report shows the same floor
 
 
-def find_null_run(client, row: str, digest: str, image_size: int, fcn_source: str | None):
-    """The newest finished run of null ``row`` for these data, size and FCN (None if there is none)."""
+def find_null_run(client, row: str, digest: str, image_size: int, prep: str, fcn_source: str | None):
+    """The newest finished run of null ``row`` for these data, size, preparation and FCN (None if
+    there is none)."""
     query = (f"tags.`{TAG_PREFIX}method` = '{NULL_METHOD}' and tags.`{TAG_PREFIX}row` = '{row}' and "
              f"tags.`{TAG_PREFIX}dataset_digest` = '{digest}' and tags.`{TAG_PREFIX}image_size` = '{image_size}' "
-             "and attributes.status = 'FINISHED'")
+             f"and tags.`{TAG_PREFIX}prep` = '{prep}' and attributes.status = 'FINISHED'")
     if fcn_source is not None:
         query += f" and tags.`{TAG_PREFIX}eval.fcn.fcn` = '{fcn_source}'"
     runs = search_runs(client, None, query, order_by=["attributes.start_time DESC"], max_results=1)
@@ -48,6 +49,7 @@ def ensure_nulls(
     batch_size: int = 16,
     progress: bool = False,
     echo: Callable[[str], None] = print,
+    prep: str = "clean",
 ) -> dict[str, str]:
     """Every null row that the evaluators ``metrics`` can score, for dataset ``data`` at
     ``image_size``: found again, or scored and recorded now. Returns {row: run id}."""
@@ -55,13 +57,13 @@ def ensure_nulls(
     classes = select_evaluators(metrics)
     dev = resolve_device(device)
     ref = datasets.resolve(data, image_size, echo=echo)
-    train_split = load_split(ref.root, "train", photo_size=image_size)
+    train_split = load_split(ref.root, "train", photo_size=image_size, prep=prep)
     if len(train_split.labels) < 1:
         raise CgbenchError(f"the training split of {ref.root} has no label maps; the null rows need them")
     digest = train_split.digest
-    segmenter = (load_fcn(fcn, client, dev, digest=digest, image_size=image_size, data_root=ref.root, echo=echo)
-                 if needs_fcn(classes) else None)
-    val_split = load_val_split(ref.root, image_size)
+    segmenter = (load_fcn(fcn, client, dev, digest=digest, image_size=image_size, data_root=ref.root, echo=echo,
+                          prep=prep) if needs_fcn(classes) else None)
+    val_split = load_val_split(ref.root, image_size, prep)
     sources = null_sources(train_split, val_split, image_size, DERANGEMENT_SEED)
     context = EvalContext(val_split, image_size, dev, batch_size, 4, loaders={"fcn": lambda: segmenter})
     found: dict[str, str] = {}
@@ -71,7 +73,7 @@ def ensure_nulls(
             continue
         fcn_source = segmenter.source if needs_fcn(scorers) else None
         for row in rows:
-            run = find_null_run(client, row, digest, image_size, fcn_source)
+            run = find_null_run(client, row, digest, image_size, prep, fcn_source)
             if run is None:
                 run_id = _record_null(client, sources[row], scorers, context, ref, train_split, val_split, segmenter,
                                       tracking_uri, experiment, progress)
@@ -87,7 +89,7 @@ def _record_null(client, source, scorers, context, ref, train_split, val_split, 
     row, size = source.name, source.image_size
     tags = {TAG_PREFIX + "method": NULL_METHOD, TAG_PREFIX + "row": row, TAG_PREFIX + "dataset": ref.name,
             TAG_PREFIX + "dataset_digest": train_split.digest, TAG_PREFIX + "image_size": str(size),
-            TAG_PREFIX + "precision": "fp32"}
+            TAG_PREFIX + "prep": train_split.prep, TAG_PREFIX + "precision": "fp32"}
     definition = {"row": row, "data": str(ref.root), "image_size": size, **source.details}
     root = str(ref.root.resolve())
     tracker = start_run(tracking_uri, experiment, row, tags, definition, definition,

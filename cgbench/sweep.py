@@ -461,7 +461,7 @@ def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool
         fcn_run_id = ensure_fcn(config, tracking_uri, plan.experiment, plan.preset, progress, echo)
         parent.set_tags({TAG + "fcn_run": fcn_run_id})
     nulls = ensure_nulls(config.data, config.image_size, plan.spec.evaluators, fcn=fcn_run_id, tracking_uri=tracking_uri,
-                         experiment=plan.experiment, device=config.device, echo=echo)
+                         experiment=plan.experiment, device=config.device, prep=config.prep, echo=echo)
     echo(f"Floor: {len(nulls)} null rows recorded for these data ({', '.join(nulls)}).")
     return fcn_run_id
 
@@ -476,7 +476,7 @@ def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset
 
     ref = datasets.resolve(config.data, config.image_size, echo=echo)
     digest = load_split(ref.root, "train", size=8).digest
-    run = find_fcn_run(client_for(tracking_uri), digest, config.image_size)
+    run = find_fcn_run(client_for(tracking_uri), digest, config.image_size, config.prep)
     if run is not None:
         echo(f"FCN evaluator: reusing run {run.info.run_id} (same dataset digest, {config.image_size} px).")
         return run.info.run_id

@@ -31,7 +31,6 @@ import torch
 from cgbench import distributed
 from cgbench.config import Config, validate
 from cgbench.data import datasets
-from cgbench.data.labels import colorize
 from cgbench.data.layouts import Split, load_split
 from cgbench.data.sampler import PairedSampler, UnpairedSampler, to_uint8, to_unit_range
 from cgbench.devices import resolve_device
@@ -136,17 +135,16 @@ def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
 class TrainingData:
     ref: datasets.DatasetRef
     split: Split
-    labels_rgb: torch.Tensor  # (N, 3, L, L) uint8 official colours: domain X
+    labels_rgb: torch.Tensor  # (N, 3, L, L) uint8 colour label maps (every label's colour): domain X
     photos: torch.Tensor  # (N, 3, L, L) uint8: domain Y
 
 
 def load_training_data(config: Config, echo: Callable[[str], None] = print) -> TrainingData:
     ref = datasets.resolve(config.data, config.image_size, echo=echo)
-    split = load_split(ref.root, "train", size=config.load_size)
+    split = load_split(ref.root, "train", size=config.load_size, prep=config.prep)
     if len(split.photos) < 2:
         raise DataError(f"the training split of {ref.root} has {len(split.photos)} images; it needs at least 2")
-    labels_rgb = torch.from_numpy(colorize(split.labels.numpy())).permute(0, 3, 1, 2).contiguous()
-    return TrainingData(ref, split, labels_rgb, split.photos)
+    return TrainingData(ref, split, split.label_colors, split.photos)
 
 
 def check_network_input(method: Method, config: Config) -> None:

@@ -8,8 +8,9 @@ def test_defaults_are_the_papers_cityscapes_setting():
     c = Config()
     assert (c.image_size, c.load_size, c.ngf, c.ndf, c.n_blocks, c.batch_size) == (128, 143, 64, 64, 6, 1)
     assert (c.lr, c.beta1, c.beta2, c.lambda_cycle, c.pool_size, c.gan_mode) == (2e-4, 0.5, 0.999, 10.0, 50, "lsgan")
-    assert c.ablation == "cyclegan" and c.epochs == 200 and c.iters == 0
+    assert c.ablation == "cyclegan" and c.epochs == 200 and c.iters == 0 and c.prep == "authors"
     assert resolve("paper") == Config()
+    assert resolve("cpu").prep == resolve("tiny").prep == "clean"
 
 
 def test_preset_changes_only_what_it_names():
@@ -59,6 +60,7 @@ def test_unknown_key_lists_the_valid_ones(tmp_path, source):
         ({"image_size": "30"}, "multiple of 4"),
         ({"image_size": "64", "load_size": "60"}, "load_size"),
         ({"gan_mode": "wgan"}, "gan_mode"),
+        ({"prep": "paper"}, "prep .paper. is not one of: clean, authors"),
     ],
 )
 def test_bad_values_name_the_fix(sets, match):

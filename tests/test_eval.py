@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import run_cli
 from cgbench.cli import main
 from cgbench.config import resolve
-from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_COLORS, colorize, colors_to_train_ids
+from cgbench.data.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_COLORS, colorize, colorize_ids, colors_to_train_ids
 from cgbench.data.layouts import load_split
 from cgbench.evaluate import evaluate
 from cgbench.scoring.engine import output_file_name, stream, translator_inputs
@@ -46,7 +46,7 @@ def _blocky_split(n: int = 5, size: int = 32, classes=(0, 2, 10, 13), ignore: bo
     if ignore:
         labels[:, :4, :] = IGNORE_INDEX  # a void strip on top, as the ego vehicle / unlabelled areas
     photos = colorize(labels).permute(0, 3, 1, 2).contiguous()
-    return SimpleNamespace(labels=labels, photos=photos, names=[f"c/c_{i:06d}_000019_leftImg8bit" for i in range(n)],
+    return SimpleNamespace(labels=labels, photos=photos, label_colors=photos, names=[f"c/c_{i:06d}_000019_leftImg8bit" for i in range(n)],
                            paired=True, digest="synthetic")
 
 
@@ -135,10 +135,11 @@ def test_outputs_are_upsampled_to_label_resolution_which_is_never_resized():
 
 
 def test_translator_inputs_match_training_inputs():
-    labels = torch.tensor([[[0, 0, 13, 13], [0, 0, 13, 13], [255, 255, 2, 2], [255, 255, 2, 2]]], dtype=torch.uint8)
-    x = translator_inputs("labels2photo", labels, None, 2)
+    ids = np.array([[7, 7, 9, 9], [7, 7, 9, 9], [0, 0, 11, 11], [0, 0, 11, 11]], dtype=np.uint8)  # 9: parking
+    label_colors = torch.from_numpy(colorize_ids(ids[None])).permute(0, 3, 1, 2)
+    x = translator_inputs("labels2photo", label_colors, 2)
     assert x.shape == (1, 3, 2, 2) and x.min() >= -1 and x.max() <= 1
-    expected = colorize(torch.tensor([[[0, 13], [255, 2]]], dtype=torch.uint8)).permute(0, 3, 1, 2)
+    expected = torch.from_numpy(colorize_ids(ids[None, ::2, ::2])).permute(0, 3, 1, 2)
     assert torch.equal(((x + 1) * 127.5).round().to(torch.uint8), expected)
     assert segmenter_input(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8), (4, 8)).shape == (1, 3, 4, 8)
     assert output_file_name("a/a_1_leftImg8bit", "labels2photo") == "a/a_1_leftImg8bit.png"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import numpy as np
 import pytest
 import torch
 from cityscapesscripts.helpers.labels import labels as cs_labels
+from cityscapesscripts.helpers.labels import name2label
+from PIL import Image
 
 from cgbench.data import labels as L
+
+DRAWN = [label for label in cs_labels if label.id >= 0]  # json2labelImg never draws license plate (-1)
 
 
 def test_tables_match_cityscapesscripts():
@@ -85,3 +91,72 @@ def test_chunking_gives_the_same_result(monkeypatch):
 def test_rejects_wrong_shape():
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         L.colors_to_train_ids(torch.zeros(2, 8, 8, 3, dtype=torch.uint8), void=True)
+
+
+# --- ground truth from colour files: nearest of all label colours ------------------------------
+
+
+def test_every_label_colour_decodes_to_its_label_and_train_id():
+    assert all(tuple(L.ID_TO_COLOR[label.id]) == label.color for label in DRAWN)
+    assert (L.ID_TO_COLOR[34:] == 0).all()
+    for label in DRAWN:
+        colour = np.array([[label.color]], dtype=np.uint8)
+        shared = [other.id for other in DRAWN if other.color == label.color]
+        assert L.decode_label_ids(colour)[0, 0] == min(shared), label.name  # lowest id of a shared colour
+        expected = 5 if label.name == "polegroup" else (label.trainId if label.trainId < 19 else 255)
+        assert L.decode_ground_truth(colour)[0, 0] == expected, label.name
+
+
+def test_non_evaluated_classes_are_ignored_not_snapped_onto_train_classes():
+    names = ["ground", "parking", "rail track", "guard rail", "bridge", "tunnel", "caravan", "trailer",
+             "dynamic", "unlabeled", "ego vehicle", "rectification border", "out of roi", "static"]
+    colours = np.array([[name2label[n].color for n in names]], dtype=np.uint8)
+    assert (L.decode_ground_truth(colours) == 255).all()
+    assert L.decode_label_ids(colours)[0].tolist() == [name2label[n].id for n in names[:9]] + [0] * 5
+    # the old rule (train colours, black = void) snapped these onto classes that are scored
+    old = L.colors_to_train_ids(torch.from_numpy(colours).permute(2, 0, 1)[None], void=True)[0, 0]
+    assert (old[:9] != 255).all() and (old[9:] == 255).all()
+
+
+def _brute_force_ids(rgb: np.ndarray) -> np.ndarray:
+    """Nearest label colour by exhaustive search; ties to the lowest label id."""
+    ordered = sorted(DRAWN, key=lambda label: label.id)
+    colours = np.array([label.color for label in ordered], dtype=np.int64)
+    d = ((rgb.reshape(-1, 1, 3).astype(np.int64) - colours[None]) ** 2).sum(-1)
+    return np.array([label.id for label in ordered], dtype=np.uint8)[d.argmin(1)].reshape(rgb.shape[:-1])
+
+
+def test_decoding_matches_exhaustive_search_on_any_colour():
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 50, 40, 3), dtype=np.uint8)
+    rgb[0, 0, :3] = [(0, 0, 100), (0, 0, 80), (240, 160, 150)]  # equidistant: 29|30, 27|29, 9|10
+    first = L.decode_label_ids(rgb)
+    assert first.shape == (3, 50, 40) and first.dtype == np.uint8
+    assert (first == _brute_force_ids(rgb)).all()
+    assert first[0, 0, :3].tolist() == [29, 27, 9]
+    assert (L.decode_label_ids(rgb) == first).all()  # again, from the filled lookup table
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
+        L.decode_label_ids(rgb.astype(np.int16))
+
+
+def _blocky_ids(seed: int, shape=(96, 160), block: int = 16) -> np.ndarray:
+    ids = np.array([label.id for label in DRAWN], dtype=np.uint8)
+    coarse = np.random.default_rng(seed).choice(ids, (shape[0] // block, shape[1] // block))
+    return coarse.repeat(block, 0).repeat(block, 1)
+
+
+def _jpeg(rgb: np.ndarray, **options) -> np.ndarray:
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", **options)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def test_colour_files_round_trip_through_jpeg_quality_100():
+    ids = np.stack([_blocky_ids(seed) for seed in range(3)])
+    truth = L.ID_TO_TRAIN_ID[ids]
+    truth[ids == name2label["polegroup"].id] = 5  # indistinguishable from pole in colour
+    painted = L.colorize_ids(ids)
+    assert painted.shape == ids.shape + (3,) and (L.decode_ground_truth(painted) == truth).all()
+    jpeg = np.stack([_jpeg(p, quality=100, subsampling=0) for p in painted])  # the authors' files
+    assert not (jpeg == painted).all() and (L.decode_ground_truth(jpeg) == truth).all()
+    lossy = np.stack([_jpeg(p, quality=90, subsampling=0) for p in painted])
+    assert (L.decode_ground_truth(lossy) == truth).mean() > 0.99

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cityscapesscripts.helpers.labels import labels as cs_labels
+from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 
+from cgbench.data.labels import colorize_ids
 from cgbench.data.layouts import detect_layout, load_split
 from cgbench.data.synthcity import generate
 from cgbench.errors import DataError
@@ -61,6 +64,9 @@ def test_resizing(datasets):
     assert square.photos.shape == (4, 3, 16, 16) and square.labels.shape == (4, 16, 16)
     full = load_split(datasets["cityscapes"], "train")
     assert torch.equal(square.labels, full.labels[:, 1::2, 2::4])  # NEAREST keeps label values
+    assert torch.equal(square.label_colors, full.label_colors[:, :, 1::2, 2::4])
+    first = full.head(2)
+    assert (len(first.names), len(first.photos), len(first.label_colors), len(first.labels)) == (2, 2, 2, 2)
     mixed = load_split(datasets["aligned"], "val", size=(32, 64), photo_size=(8, 16))
     assert mixed.photos.shape == (2, 3, 8, 16) and mixed.labels.shape == (2, 32, 64)
     with pytest.raises(DataError, match="not a size"):
@@ -132,13 +138,113 @@ def test_mixed_sizes_need_a_size(datasets, tmp_path):
     assert load_split(copy, "train", size=16).photos.shape == (5, 3, 16, 16)
 
 
-def test_jpeg_colour_labels_decode_to_nearest_colour(datasets, tmp_path):
+def _authors_copies(official: Path, out: Path) -> dict[str, Path]:
+    """A pix2pix aligned and a CycleGAN unaligned copy of an official layout, written as the
+    authors' prepare_cityscapes_dataset.py does: frames numbered in sorted path order, photo and
+    *_gtFine_color.png each resized to 256x256 (bicubic), JPEG quality 100 with 4:4:4 chroma."""
+    aligned, unaligned = out / "aligned", out / "unaligned"
+    jpeg = dict(format="JPEG", quality=100, subsampling=0)
+    for split, saved in (("train", "train"), ("val", "test")):
+        for folder in (aligned / saved, unaligned / f"{saved}A", unaligned / f"{saved}B"):
+            folder.mkdir(parents=True)
+        photos = sorted((official / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+        colours = sorted((official / "gtFine" / split).glob("*/*_color.png"))
+        for i, (photo_path, colour_path) in enumerate(zip(photos, colours, strict=True)):
+            photo = Image.open(photo_path).convert("RGB").resize((256, 256), Image.BICUBIC)
+            colour = Image.open(colour_path).convert("RGB").resize((256, 256), Image.BICUBIC)
+            side_by_side = Image.new("RGB", (512, 256))
+            side_by_side.paste(photo, (0, 0))
+            side_by_side.paste(colour, (256, 0))
+            side_by_side.save(aligned / saved / f"{i}.jpg", **jpeg)
+            photo.save(unaligned / f"{saved}A" / f"{i}_A.jpg", **jpeg)
+            colour.save(unaligned / f"{saved}B" / f"{i}_B.jpg", **jpeg)
+    return {"aligned": aligned, "unaligned": unaligned}
+
+
+def _write_official(root: Path, split: str, ids: list[np.ndarray], photos: list[np.ndarray]) -> None:
+    for i, (frame_ids, photo) in enumerate(zip(ids, photos)):
+        for kind, image in (("leftImg8bit", photo), ("gtFine", frame_ids), ("gtFine", colorize_ids(frame_ids))):
+            folder = root / kind / split / "town"
+            folder.mkdir(parents=True, exist_ok=True)
+            suffix = {2: "gtFine_labelIds", 3: "gtFine_color"}[image.ndim] if kind == "gtFine" else kind
+            Image.fromarray(image).save(folder / f"town_{i:06d}_000019_{suffix}.png")
+
+
+@pytest.fixture(scope="module")
+def every_label(tmp_path_factory) -> Path:
+    """A hand-made official layout whose label maps hold every drawn label id in 32x32 blocks."""
+    root = tmp_path_factory.mktemp("every_label") / "official"
+    ids = np.array([label.id for label in cs_labels if label.id >= 0], dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 2)):
+        maps = [rng.choice(ids, (4, 8)).repeat(32, 0).repeat(32, 1) for _ in range(n)]
+        photos = [rng.integers(0, 256, (128, 256, 3), dtype=np.uint8) for _ in range(n)]
+        _write_official(root, split, maps, photos)
+    return root
+
+
+@pytest.mark.parametrize("size", [256, 143])
+def test_authors_layouts_give_the_official_ground_truth(every_label, datasets, tmp_path, size):
+    for name, official_root in (("every_label", every_label), ("synthcity", datasets["cityscapes"])):
+        copies = _authors_copies(official_root, tmp_path / name)
+        for split in ("train", "val"):
+            official = load_split(official_root, split, size=size, prep="authors")
+            assert official.labels.shape[-2:] == official.photos.shape[-2:] == (size, size)
+            for layout, root in copies.items():
+                other = load_split(root, split, size=size, prep="authors")
+                assert other.names[-1] == f"{len(other.names) - 1}" + ("_A" if layout == "unaligned" else "")
+                for part in ("labels", "label_colors", "photos"):
+                    assert torch.equal(getattr(other, part), getattr(official, part)), (name, layout, split, part)
+    # ...and that ground truth is the label ids' own: 255 for every class that is not evaluated
+    authors = load_split(every_label, "train", size=size, prep="authors")
+    exact = load_split(every_label, "train", size=size, prep="clean")  # NEAREST from the label ids
+    interior = _away_from_borders(exact.label_colors, 3)  # bicubic mixes colours at block borders
+    assert interior.float().mean() > 0.5
+    pole = torch.tensor(name2label["pole"].color, dtype=torch.uint8)
+    pole_or_group = (exact.label_colors.permute(0, 2, 3, 1) == pole).all(-1)  # one colour for both
+    expected = torch.where(pole_or_group, 5, exact.labels)
+    assert torch.equal(authors.labels[interior], expected[interior])
+    assert set(authors.labels[interior].unique().tolist()) == set(range(19)) | {255}
+
+
+def _away_from_borders(colours: torch.Tensor, radius: int) -> torch.Tensor:
+    """(N, H, W) true where every pixel within ``radius`` has the same colour."""
+    same = torch.ones(colours.shape[0], *colours.shape[2:], dtype=torch.bool)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            same &= (colours == colours.roll((dy, dx), dims=(2, 3))).all(1)
+    return same
+
+
+def test_authors_prep_of_the_official_layout_is_the_published_preparation(every_label, tmp_path):
+    copies = _authors_copies(every_label, tmp_path)
+    official = load_split(every_label, "val", prep="authors")  # no size: the prepared 256 px images
+    aligned = load_split(copies["aligned"], "val", prep="authors")
+    assert official.photos.shape[-2:] == (256, 256) and torch.equal(official.photos, aligned.photos)
+    assert torch.equal(official.label_colors, aligned.label_colors)
+    assert official.labels.shape[-2:] == (128, 256)  # validation ground truth: exact ids, never resized
+    assert torch.equal(official.labels, load_split(every_label, "val").labels)
+    with pytest.raises(DataError, match="unknown preparation"):
+        load_split(every_label, "val", prep="paper")
+
+
+def test_x_is_every_label_in_its_official_colour(every_label):
+    clean = load_split(every_label, "train", prep="clean")
+    ids = np.stack([np.asarray(Image.open(p)) for p in sorted(every_label.glob("gtFine/train/*/*_labelIds.png"))])
+    assert torch.equal(clean.label_colors, torch.from_numpy(colorize_ids(ids)).permute(0, 3, 1, 2))
+    parking = torch.tensor(name2label["parking"].color, dtype=torch.uint8)
+    assert (clean.label_colors.permute(0, 2, 3, 1) == parking).all(-1).any()  # not repainted black
+    small = load_split(every_label, "train", size=32, photo_size=16)
+    assert small.label_colors.shape == (12, 3, 16, 16) and small.labels.shape == (12, 32, 32)
+
+
+def test_lossy_jpeg_colour_labels_mostly_decode_to_the_same_ground_truth(datasets, tmp_path):
     root = tmp_path / "jpeg"
     (root / "train").mkdir(parents=True)
     for png in sorted((datasets["aligned"] / "train").glob("*.png")):
-        Image.open(png).save(root / "train" / f"{png.stem}.jpg", quality=95)
+        Image.open(png).save(root / "train" / f"{png.stem}.jpg", quality=95)  # 4:2:0 chroma
     reference = load_split(datasets["aligned"], "train").labels
-    assert (load_split(root, "train").labels == reference).float().mean() > 0.9
+    assert (load_split(root, "train").labels == reference).float().mean() > 0.85
 
 
 def test_unknown_split(datasets):

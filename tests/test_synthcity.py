@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import labels as cs_labels
+from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 
-from cgbench.data.labels import ID_TO_TRAIN_ID, colorize
+from cgbench.data.labels import ID_TO_TRAIN_ID, NUM_CLASSES, colorize_ids
 from cgbench.data.synthcity import MANIFEST, generate, render_scene
 from cgbench.errors import DataError
 
@@ -66,7 +68,7 @@ def test_label_files_hold_label_ids_and_official_colours(synth):
         ids = np.asarray(Image.open(ids_file))
         seen |= set(np.unique(ids).tolist())
         colour = np.asarray(Image.open(str(ids_file).replace("labelIds", "color")))
-        assert (colour == colorize(ID_TO_TRAIN_ID[ids])).all()
+        assert (colour == colorize_ids(ids)).all()  # every label in its own colour, as Cityscapes
     assert seen <= valid_ids
     assert {7, 11, 23} <= seen  # road, building and sky as label ids, not train ids 0, 2, 10
 
@@ -83,6 +85,28 @@ def test_scenes_cover_many_classes_with_ignored_regions():
     assert share[[0, 2]].min() > 0.1  # road and building dominate, as in Cityscapes
     assert share[[5, 6, 7, 11]].max() < 0.05  # poles, lights, signs, people are small
     assert counts[255] > 0  # ego vehicle / static objects exercise the ignore path
+
+
+@pytest.fixture(scope="module")
+def scenes() -> np.ndarray:
+    return np.stack([render_scene(np.random.default_rng([0, 0, i]), 32)[1] for i in range(24)])
+
+
+def test_scenes_paint_classes_that_are_not_evaluated(scenes):
+    painted = set(np.unique(scenes).tolist())
+    names = ["dynamic", "ground", "parking", "guard rail", "static", "ego vehicle"]
+    assert {name2label[n].id for n in names} <= painted
+    assert (ID_TO_TRAIN_ID[[name2label[n].id for n in names]] == 255).all()
+
+
+def test_the_layout_alone_tells_little(scenes):
+    """Camera height, pitch, heading and the street's layout vary from scene to scene, so the
+    per-pixel majority label of a set of scenes agrees with those scenes on few pixels (the
+    generator of version 1, one pose and one layout, scored 0.65 here)."""
+    train_ids = ID_TO_TRAIN_ID[scenes]
+    majority = np.stack([(train_ids == c).sum(0) for c in range(NUM_CLASSES)]).argmax(0)
+    labelled = train_ids != 255
+    assert ((train_ids == majority) & labelled).sum() / labelled.sum() < 0.6
 
 
 def test_regenerating_the_same_set_is_a_no_op(synth):
@@ -105,3 +129,15 @@ def test_refuses_bad_sizes(tmp_path, size):
     with pytest.raises(DataError, match="multiple of 4"):
         generate(tmp_path / "x", size=size, n_train=1, n_val=1)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_set_of_another_generator_version_is_refused(synth, tmp_path, monkeypatch):
+    from cgbench.data import datasets
+
+    copy = shutil.copytree(synth, tmp_path / "old")
+    monkeypatch.setenv("CGBENCH_SYNTHCITY", str(copy))
+    assert datasets.resolve("synthcity", PARAMS["size"], generate=False).root == copy
+    manifest = json.loads((copy / MANIFEST).read_text())
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(DataError, match="generator version 1, this cgbench writes version 2: delete"):
+        datasets.resolve("synthcity", PARAMS["size"], generate=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,20 @@ def default_synthcity_dir(image_size: int) -> Path:
     that wide, Cityscapes' aspect), so a CPU-sized run does not pay for labels it cannot use.
     """
     return Path(os.environ.get("CGBENCH_SYNTHCITY", f"data/synthcity-{image_size}"))
+
+
+def _check_version(root: Path) -> None:
+    """Refuse a SynthCity set written by another version of the generator (other scenes)."""
+    from cgbench.data.synthcity import GENERATOR_VERSION, MANIFEST
+
+    try:
+        version = json.loads((root / MANIFEST).read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        version = None
+    if version != GENERATOR_VERSION:
+        raise DataError(f"SynthCity at {root} was written by generator version {version}, this cgbench "
+                        f"writes version {GENERATOR_VERSION}: delete that folder to regenerate it, or set "
+                        "CGBENCH_SYNTHCITY to another folder")
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ def resolve(data: str, image_size: int = 128, generate: bool = True, echo=print)
 
             echo(f"Generating SynthCity (the embedded default dataset) at {2 * image_size}x{image_size} in {root} ...")
             synth(root, size=image_size)
+        _check_version(root)
         return DatasetRef(SYNTHCITY, root)
     root = Path(data).expanduser()
     if not root.is_dir():

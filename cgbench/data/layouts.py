@@ -5,17 +5,41 @@
 - ``aligned``: the pix2pix ``cityscapes`` set, ``train/`` and ``val/`` (or ``test/``) holding one
   image per example, the photo on the left (A) and its colour label image on the right (B).
 - ``unaligned``: the CycleGAN layout, photos in ``trainA/``/``testA/`` and colour label images in
-  ``trainB/``/``testB/``; examples are paired by sorted file order when the counts agree.
+  ``trainB/``/``testB/``; examples are paired by file order when the counts agree.
 
-Whatever the layout, a split is returned as uint8 tensors held in memory: photos (N, 3, H, W) and
-labels as Cityscapes *train ids* (N, H, W), 255 = ignored. Files are decoded by PIL in a thread
-pool, and a digest of every byte read identifies the data in experiment records.
+Files are taken in natural order of their paths (``2_A.jpg`` before ``10_A.jpg``), so frame i of
+the authors' numbered layouts is the i-th frame of the official layout in sorted path order.
+
+Whatever the layout, a split is returned as uint8 tensors held in memory: photos (N, 3, H, W),
+the colour label maps X that the generator reads (N, 3, H, W; every label in its official colour,
+as the ``*_gtFine_color.png`` files), and ground truth as Cityscapes *train ids* (N, H, W),
+255 = ignored. Colour label files are decoded to ground truth by
+:func:`cgbench.data.labels.decode_ground_truth` (nearest of all label colours). Files are decoded
+by PIL in a thread pool, and a digest of every byte read identifies the data in experiment records.
+
+Two preparations (the config key ``prep``):
+
+- ``clean``: photos resize bilinearly (antialiased) and label maps with NEAREST, straight from
+  the files. X is the label ids painted with every label's colour (official layout) or the colour
+  image as stored (colour layouts).
+- ``authors``: the CycleGAN authors' published preparation. From the official layout, each photo
+  and each colour label map (label ids painted with every label's colour, identical to
+  ``*_gtFine_color.png``) is first resized to 256x256 (PIL bicubic) and JPEG-encoded at quality
+  100 with 4:4:4 chroma in memory, exactly as their ``prepare_cityscapes_dataset.py`` writes its
+  files; the pix2pix aligned and CycleGAN unaligned layouts are taken as stored (they are that
+  preparation). Photos and X then resize bicubically (their training's resize to ``load_size``).
+  Ground truth at a given ``size`` is decoded from the prepared colour label map and resized
+  NEAREST, as it must be for the colour layouts, so all three layouts give the same ground truth;
+  without a size the official layout keeps its exact label ids at native resolution (the
+  validation ground truth is never resized).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
@@ -25,11 +49,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cgbench.data.labels import ID_TO_TRAIN_ID, colors_to_train_ids
+from cgbench.data.labels import ID_TO_TRAIN_ID, colorize_ids, decode_ground_truth
 from cgbench.errors import DataError
 
 LAYOUTS = ("cityscapes", "aligned", "unaligned")
 SPLITS = ("train", "val")
+PREPS = ("clean", "authors")
+AUTHORS_SIZE = 256
+"""Side of the square images of the authors' prepared Cityscapes layouts."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _EXPECTED = ("Cityscapes (leftImg8bit/ and gtFine/), pix2pix aligned (train/ and val/ holding "
              "photo|label images side by side) or CycleGAN unaligned (trainA/, trainB/, testA/, "
@@ -40,22 +67,31 @@ _EXPECTED = ("Cityscapes (leftImg8bit/ and gtFine/), pix2pix aligned (train/ and
 class Split:
     """One split of a dataset, decoded into memory.
 
-    ``photos`` is (N, 3, H, W) uint8 RGB; ``labels`` is (M, H', W') uint8 Cityscapes train ids with
-    255 for ignored pixels. When ``paired`` is true, M == N and ``labels[i]`` annotates
-    ``photos[i]``; otherwise (an unaligned set with different photo and label counts) the two are
-    independent samples of each domain. ``names[i]`` is the path of photo i relative to the split's
-    photo folder, without extension (for Cityscapes ``city/city_000000_000019_leftImg8bit``), so
-    results can be saved under the ground truth's names. ``digest`` is a sha256 prefix of the
-    relative paths and bytes of every file read: same data, same digest, wherever it lives.
+    ``photos`` is (N, 3, H, W) uint8 RGB (domain Y). ``label_colors`` is (M, 3, H, W) uint8: the
+    colour label maps the generator reads (domain X), at the photos' size. ``labels`` is
+    (M, H', W') uint8 Cityscapes train ids with 255 for ignored pixels: the ground truth. When
+    ``paired`` is true, M == N and ``labels[i]`` annotates ``photos[i]``; otherwise (an unaligned
+    set with different photo and label counts) the two are independent samples of each domain.
+    ``names[i]`` is the path of photo i relative to the split's photo folder, without extension
+    (for Cityscapes ``city/city_000000_000019_leftImg8bit``), so results can be saved under the
+    ground truth's names. ``digest`` is a sha256 prefix of the relative paths and bytes of every
+    file read: same data, same digest, wherever it lives. ``prep`` is how it was prepared.
     """
 
     photos: torch.Tensor
+    label_colors: torch.Tensor
     labels: torch.Tensor
     names: list[str]
     paired: bool
     digest: str
     layout: str
     root: str
+    prep: str = "clean"
+
+    def head(self, n: int) -> Split:
+        """The first ``n`` examples (photos, label maps, ground truth and names)."""
+        return dataclasses.replace(self, photos=self.photos[:n], label_colors=self.label_colors[:n],
+                                   labels=self.labels[:n], names=self.names[:n])
 
 
 def detect_layout(root: str | os.PathLike) -> str:
@@ -85,7 +121,28 @@ class _Task:
 class _Decoded:
     file_hash: bytes
     photo: np.ndarray | None = None  # (H, W, 3) uint8
-    label: np.ndarray | None = None  # (H, W) train ids, or (H, W, 3) colours for colour labels
+    label: np.ndarray | None = None  # (H, W) train ids
+    label_color: np.ndarray | None = None  # (H, W, 3) uint8: X
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How every file of a split becomes arrays."""
+
+    photo_hw: tuple[int, int] | None  # photos and X
+    label_hw: tuple[int, int] | None  # ground truth
+    prep: str
+    prepare: bool  # redo the authors' 256 px JPEG preparation (official files under "authors")
+
+    @property
+    def photo_filter(self) -> Image.Resampling:
+        """Photos resize bicubically as in the authors' training, else bilinearly (antialiased)."""
+        return Image.BICUBIC if self.prep == "authors" else Image.BILINEAR
+
+    @property
+    def x_filter(self) -> Image.Resampling:
+        """Colour label maps resize bicubically as in the authors' training, else NEAREST."""
+        return Image.BICUBIC if self.prep == "authors" else Image.NEAREST
 
 
 def _as_hw(size: int | tuple[int, int] | None, what: str) -> tuple[int, int] | None:
@@ -98,8 +155,14 @@ def _as_hw(size: int | tuple[int, int] | None, what: str) -> tuple[int, int] | N
     return hw
 
 
+def _natural_key(path: Path) -> tuple:
+    text = path.as_posix()
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)], text
+
+
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    found = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(folder)))
 
 
 def _resize(img: Image.Image, hw: tuple[int, int] | None, resample: Image.Resampling) -> Image.Image:
@@ -108,37 +171,69 @@ def _resize(img: Image.Image, hw: tuple[int, int] | None, resample: Image.Resamp
     return img.resize((hw[1], hw[0]), resample)
 
 
-def _decode(task: _Task, photo_hw, label_hw) -> _Decoded:
-    """Read, hash and decode one file; photos resize bilinearly (antialiased), labels NEAREST."""
+def authors_prepared(img: Image.Image) -> Image.Image:
+    """One official photo or colour label map as the authors' layouts store it: 256x256 by PIL's
+    bicubic filter, then JPEG quality 100 with 4:4:4 chroma (encoded and decoded in memory)."""
+    buffer = BytesIO()
+    img.convert("RGB").resize((AUTHORS_SIZE, AUTHORS_SIZE), Image.BICUBIC).save(
+        buffer, format="JPEG", quality=100, subsampling=0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _photo(img: Image.Image, recipe: _Recipe) -> np.ndarray:
+    if recipe.prepare:
+        img = authors_prepared(img)
+    return np.asarray(_resize(img, recipe.photo_hw, recipe.photo_filter))
+
+
+def _from_colors(colors: Image.Image, recipe: _Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth at the label size, X at the photo size) of a colour label map: train ids
+    decoded by the nearest of all label colours, then NEAREST; X resized as the recipe says."""
+    train_ids = Image.fromarray(decode_ground_truth(np.asarray(colors)))
+    return (np.asarray(_resize(train_ids, recipe.label_hw, Image.NEAREST)),
+            np.asarray(_resize(colors, recipe.photo_hw, recipe.x_filter)))
+
+
+def _from_ids(ids: np.ndarray, recipe: _Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth at the label size, X at the photo size) of a label-id image."""
+    if recipe.prepare:
+        train_ids, x = _from_colors(authors_prepared(Image.fromarray(colorize_ids(ids))), recipe)
+        return (ID_TO_TRAIN_ID[ids] if recipe.label_hw is None else train_ids), x
+    train_ids = _resize(Image.fromarray(ID_TO_TRAIN_ID[ids]), recipe.label_hw, Image.NEAREST)
+    x_ids = _resize(Image.fromarray(ids), recipe.photo_hw, Image.NEAREST)
+    return np.asarray(train_ids), colorize_ids(np.asarray(x_ids))
+
+
+def _decode(task: _Task, recipe: _Recipe) -> _Decoded:
+    """Read, hash and decode one file into a photo, or ground truth and X, or both (a pair)."""
     try:
         data = task.path.read_bytes()
         img = Image.open(BytesIO(data))
         img.load()
+        decoded = _Decoded(hashlib.sha256(data).digest())
         if task.role == "ids":
             ids = np.asarray(img)
             if ids.ndim != 2 or ids.max(initial=0) > 255:
                 raise DataError(f"{task.path} is not a single-channel 8-bit label-id image: "
                                 "replace it with the dataset's *_gtFine_labelIds.png")
-            train_ids = Image.fromarray(ID_TO_TRAIN_ID[ids.astype(np.uint8)])
-            return _Decoded(hashlib.sha256(data).digest(),
-                            label=np.asarray(_resize(train_ids, label_hw, Image.NEAREST)))
+            decoded.label, decoded.label_color = _from_ids(ids.astype(np.uint8), recipe)
+            return decoded
         img = img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {task.path} ({err}): re-generate or replace the "
                         "file") from None
-    decoded = _Decoded(hashlib.sha256(data).digest())
     if task.role == "pair":
         width, height = img.size
         if width % 2:
             raise DataError(f"{task.path} is {width}x{height}, not a photo|label pair of two "
                             "equal halves: replace it or use another layout")
-        photo, label = img.crop((0, 0, width // 2, height)), img.crop((width // 2, 0, width, height))
+        photo, colors = img.crop((0, 0, width // 2, height)), img.crop((width // 2, 0, width, height))
     else:
-        photo, label = (img, None) if task.role == "photo" else (None, img)
+        photo, colors = (img, None) if task.role == "photo" else (None, img)
     if photo is not None:
-        decoded.photo = np.asarray(_resize(photo, photo_hw, Image.BILINEAR))
-    if label is not None:
-        decoded.label = np.asarray(_resize(label, label_hw, Image.NEAREST))
+        decoded.photo = _photo(photo, recipe)
+    if colors is not None:
+        decoded.label, decoded.label_color = _from_colors(colors, recipe)
     return decoded
 
 
@@ -197,28 +292,32 @@ _TASKS = {"cityscapes": _cityscapes_tasks, "aligned": _aligned_tasks,
 
 
 def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] | None = None,
-               photo_size: int | tuple[int, int] | None = None) -> Split:
+               photo_size: int | tuple[int, int] | None = None, prep: str = "clean") -> Split:
     """Load the "train" or "val" split of the dataset in ``root``, its layout detected.
 
-    ``size`` (int for square, or (h, w)) resizes labels with NEAREST and photos bilinearly with
-    antialiasing; ``photo_size`` gives photos a different size than labels (e.g. the generator's
-    resolution beside full-resolution ground truth). Without a size, images keep their native
-    resolution, which must then be the same across the split. "val" is ``val/`` (or ``test/``)
-    for the aligned layout and ``testA/``/``testB/`` for the unaligned one.
+    ``size`` (int for square, or (h, w)) resizes everything; ``photo_size`` gives the generator's
+    inputs (photos and the colour label maps X) another size than the ground truth (e.g. the
+    generator's resolution beside full-resolution ground truth). Ground truth always resizes with
+    NEAREST; photos and X as ``prep`` says ("clean" or "authors", see the module). Without a size,
+    images keep their native resolution, which must then be the same across the split. "val" is
+    ``val/`` (or ``test/``) for the aligned layout and ``testA/``/``testB/`` for the unaligned one.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    if prep not in PREPS:
+        raise DataError(f"unknown preparation {prep!r}: use one of {', '.join(PREPS)}")
     label_hw = _as_hw(size, "size")
     photo_hw = _as_hw(photo_size, "photo_size") or label_hw
     root = Path(root)
     layout = detect_layout(root)
+    recipe = _Recipe(photo_hw, label_hw, prep, prepare=prep == "authors" and layout == "cityscapes")
     photo_tasks, label_tasks, photo_dir = _TASKS[layout](root, split)
     if not photo_tasks:
         raise DataError(f"no photos found in {photo_dir}: check the dataset folder or re-create it")
 
     tasks = photo_tasks + label_tasks
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(lambda t: _decode(t, photo_hw, label_hw), tasks))
+        decoded = list(pool.map(lambda t: _decode(t, recipe), tasks))
 
     digest = hashlib.sha256()
     for task, item in zip(tasks, decoded):
@@ -226,19 +325,18 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
 
     photos = _stack([d.photo for d in decoded if d.photo is not None], photo_dir, "photos")
     labels = _stack([d.label for d in decoded if d.label is not None], photo_dir, "labels")
-    if labels.ndim == 4:  # colour label images: nearest official colour, black = ignored
-        rgb = torch.from_numpy(labels).permute(0, 3, 1, 2)
-        label_tensor = colors_to_train_ids(rgb, void=True).to(torch.uint8)
-    else:
-        label_tensor = torch.from_numpy(labels)
+    label_colors = _stack([d.label_color for d in decoded if d.label_color is not None], photo_dir,
+                          "colour label maps")
     return Split(
         photos=torch.from_numpy(photos).permute(0, 3, 1, 2).contiguous(),
-        labels=label_tensor,
+        label_colors=torch.from_numpy(label_colors).permute(0, 3, 1, 2).contiguous(),
+        labels=torch.from_numpy(labels),
         names=[t.path.relative_to(photo_dir).with_suffix("").as_posix() for t in photo_tasks],
-        paired=len(photos) == len(label_tensor),
+        paired=len(photos) == len(labels),
         digest=digest.hexdigest()[:16],
         layout=layout,
         root=str(root),
+        prep=prep,
     )
 
 

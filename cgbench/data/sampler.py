@@ -1,10 +1,10 @@
 """Unpaired (and, for pix2pix, paired) batches for training, as a pure function of (seed, step).
 
-X (label maps, as official-colour images) is walked in a seeded random order, one permutation per
-epoch; Y (photos) is drawn uniformly at random, independently of X — the paper's unaligned
-sampling. With ``disjoint`` the two are drawn from disjoint halves of the training scenes, so no
-(label, photo) pair of the same scene is ever seen. Each image is randomly cropped to
-``image_size`` and flipped horizontally with probability 1/2, then scaled to [-1, 1].
+X (label maps: every label in its official colour, ``Split.label_colors``) is walked in a seeded
+random order, one permutation per epoch; Y (photos) is drawn uniformly at random, independently of
+X — the paper's unaligned sampling. With ``disjoint`` the two are drawn from disjoint halves of the
+training scenes, so no (label, photo) pair of the same scene is ever seen. Each image is randomly
+cropped to ``image_size`` and flipped horizontally with probability 1/2, then scaled to [-1, 1].
 
 :class:`PairedSampler` gives the label map and photo of the same scene, with the same crop and
 flip, for the paired upper bound.
@@ -48,7 +48,7 @@ class UnpairedSampler:
         rank: int = 0,
         world_size: int = 1,
     ):
-        """``x_images``: colour label maps, ``y_images``: photos; uint8 (N, 3, L, L), same scenes.
+        """``x_images``: colour label maps (X), ``y_images``: photos (Y); uint8 (N, 3, L, L), same scenes.
         ``rank`` of ``world_size`` processes: which block of each step's global batch to keep."""
         n = len(x_images)
         if disjoint:

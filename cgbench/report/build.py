@@ -173,7 +173,7 @@ def null_records(client, records: Sequence[RunRecord]) -> list[RunRecord]:
     (recorded once per dataset digest, image size and FCN, in any experiment)."""
     if not records or not records[0].digest:
         return []
-    digest, size = records[0].digest, records[0].image_size
+    digest, size, preparation = records[0].digest, records[0].image_size, prep(records[0])
     runs = _all_runs(client, [e.experiment_id for e in client.search_experiments()],
                      f"tags.`{TAG_PREFIX}method` = '{NULL_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = "
                      f"'{digest}' and attributes.status = 'FINISHED'")
@@ -181,7 +181,7 @@ def null_records(client, records: Sequence[RunRecord]) -> list[RunRecord]:
     out = []
     for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
         record = _record(run)
-        if size and record.image_size != size:
+        if (size and record.image_size != size) or prep(record) != preparation:
             continue
         fcn = record.tags.get(TAG_PREFIX + "eval.fcn.fcn")
         if fcn is not None and fcns and fcn not in fcns:

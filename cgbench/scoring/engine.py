@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cgbench.data.labels import colorize
 from cgbench.data.sampler import to_uint8, to_unit_range
 from cgbench.errors import CgbenchError, DataError
 from cgbench.protocol import DIRECTIONS
@@ -99,12 +98,12 @@ def evaluator(name: str) -> type[Evaluator]:
 # --- the split and what the translators see ---------------------------------------------------
 
 
-def load_val_split(root: Path, image_size: int):
-    """The validation split: labels at native resolution, photos at the generator resolution
-    (bilinear, antialiased — as training photos are resized)."""
+def load_val_split(root: Path, image_size: int, prep: str = "clean"):
+    """The validation split: labels at native resolution, photos and colour label maps X at the
+    generator resolution, prepared as training data is (``prep``)."""
     from cgbench.data.layouts import load_split
 
-    split = load_split(root, "val", photo_size=image_size)
+    split = load_split(root, "val", photo_size=image_size, prep=prep)
     if len(split.labels) == 0:
         raise DataError(f"the validation split of {root} is empty; it needs labelled images to score")
     return split
@@ -126,13 +125,25 @@ def resize_photos(photos: torch.Tensor, size: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-def translator_inputs(direction: str, labels: torch.Tensor, photos: torch.Tensor | None, size: int) -> torch.Tensor:
-    """What the generator sees, as in training: official-colour label maps (labels2photo) or
-    photos (photo2labels), as size×size squares in [-1, 1]."""
-    if direction == "labels2photo":
-        rgb = colorize(resize_labels(labels, size)).permute(0, 3, 1, 2)
-        return to_unit_range(rgb)
-    return to_unit_range(resize_photos(photos, size))
+def resize_nearest(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, C, H, W) → (B, C, size, size) by nearest neighbour (pixel centres, as PIL NEAREST)."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    return F.interpolate(images.float(), size=(size, size), mode="nearest-exact").to(torch.uint8)
+
+
+def translator_inputs(direction: str, images: torch.Tensor, size: int) -> torch.Tensor:
+    """What the generator sees, as in training: the colour label maps X (labels2photo, a split's
+    ``label_colors``) or photos (photo2labels), uint8, as size×size squares in [-1, 1]. The val
+    split holds both at the generator resolution already; other sizes resize (X nearest, photos
+    bilinear)."""
+    resize = resize_nearest if direction == "labels2photo" else resize_photos
+    return to_unit_range(resize(images, size))
+
+
+def domain_images(split, direction: str) -> torch.Tensor:
+    """A split's inputs of ``direction``: its colour label maps X (labels2photo) or photos."""
+    return split.label_colors if direction == "labels2photo" else split.photos
 
 
 def output_file_name(name: str, direction: str) -> str:
@@ -157,8 +168,7 @@ def _batch(context: EvalContext, direction: str, start: int, stop: int, translat
     index = torch.arange(start, stop)
     names = split.names[start:stop] if len(split.names) == n else [f"{i:06d}" for i in range(start, stop)]
     labels = split.labels[start:stop].to(device, non_blocking=True)
-    photos = split.photos[start:stop].to(device) if direction == "photo2labels" else None
-    inputs = translator_inputs(direction, labels, photos, context.image_size)
+    inputs = translator_inputs(direction, domain_images(split, direction)[start:stop].to(device), context.image_size)
     out = translator(inputs, index)
     outputs = out if out.dtype == torch.uint8 else to_uint8(out)
     return Batch(index=index, names=list(names), labels=labels, inputs=inputs, outputs=outputs)

@@ -4,8 +4,8 @@ target domain shown beside them.
 For direction ``labels2photo`` the generated images are G(label map) and the real ones are
 validation photos; for ``photo2labels`` they are F(photo) and real colour label maps. Both are
 S×S at the run's resolution S: the real images are exactly what the opposite generator is fed
-(:func:`cgbench.scoring.engine.translator_inputs`: photos resized bilinearly with antialiasing, label
-maps resized by nearest neighbour and coloured), so real and generated images went through the
+(:func:`cgbench.scoring.engine.translator_inputs`: photos resized bilinearly with antialiasing, colour
+label maps by nearest neighbour), so real and generated images went through the
 same resizing as in training. Every image is an 8-bit RGB PNG written with compression level 0
 (stored deflate blocks, no metadata), so every image of a run has the same byte length whatever
 it shows: the browser sees the same size, format and encoding for real and generated images.
@@ -66,6 +66,7 @@ class RunSource:
     image_size: int
     data_root: Path
     dataset: str
+    prep: str = "clean"  # how the run's data was prepared; its validation images are prepared alike
 
 
 def run_source(client, run_id: str, direction: str, device: str = "auto") -> RunSource:
@@ -80,7 +81,7 @@ def run_source(client, run_id: str, direction: str, device: str = "auto") -> Run
     config, translate = trained.config, trained.source.translators[direction]
     root = run_data_root(trained.run, config.data, None, config.image_size)
     return RunSource(lambda inputs: translate(inputs, None), dev, trained.step, config.image_size, root,
-                     trained.run.data.tags.get(TAG_PREFIX + "dataset", root.name))
+                     trained.run.data.tags.get(TAG_PREFIX + "dataset", root.name), config.prep)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -109,17 +110,16 @@ def make_image_set(client, run_id: str, direction: str, device: str = "auto", ba
     import torch
 
     from cgbench.data.sampler import to_uint8
-    from cgbench.scoring.engine import load_val_split, translator_inputs
+    from cgbench.scoring.engine import domain_images, load_val_split, translator_inputs
 
     source = run_source(client, run_id, direction, device)
     size = source.image_size
-    split = load_val_split(source.data_root, size)
+    split = load_val_split(source.data_root, size, source.prep)
     opposite = "photo2labels" if direction == "labels2photo" else "labels2photo"
-    counts = {"labels2photo": len(split.labels), "photo2labels": len(split.photos)}  # inputs of each direction
+    counts = {way: len(domain_images(split, way)) for way in (direction, opposite)}  # inputs of each direction
 
     def inputs(way: str, index: slice) -> torch.Tensor:
-        return translator_inputs(way, split.labels[index], split.photos[index] if way == "photo2labels" else None,
-                                 size)
+        return translator_inputs(way, domain_images(split, way)[index], size)
 
     def fake(index: slice) -> torch.Tensor:
         out = source.translate(inputs(direction, index).to(source.device))
