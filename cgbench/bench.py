@@ -285,7 +285,8 @@ def compute_floor(config: Config, device: torch.device, plain, x: torch.Tensor, 
     its convolutions, so no step can beat the floor. A measured step faster than the floor
     (``fastest_step``) means the machine was slower while the floor was measured than during
     that step: the floor is then capped at that step, marked ``capped``, and a warning printed."""
-    fast_kernels = _build(config.replace(parallel_halves="off", compile_mode="off"), device)  # the same kernels, on one thread
+    # the fast step's convolutions, recorded in eager mode on one thread (dispatch modes are per thread)
+    fast_kernels = _build(config.replace(parallel_halves="off", compile_mode="off"), device)
     calls = {"fast": record_convolutions(fast_kernels, x, y), "plain": record_convolutions(plain, x, y)}
     cache: dict[Convolution, float] = {}
     by_path = {path: convolution_floor(c, device, cache) for path, c in calls.items()}

@@ -41,6 +41,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgbench.cli"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
 
+
 def wait_until(done: Callable[[], bool], proc: subprocess.Popen, what: str) -> None:
     """Poll ``done`` until it holds while ``proc`` runs, waiting on the process between polls;
     fail if the process ends first, or after :data:`HANG_SECONDS`."""
