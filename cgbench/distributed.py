@@ -122,8 +122,9 @@ def teardown() -> None:
     rendezvous store's server thread). They end only when the last reference to the group goes:
     the default-group registry (``destroy_process_group``) and every DistributedDataParallel
     wrapper, which networks in reference cycles keep until the cyclic garbage collector runs. A
-    group still alive when the interpreter shuts down outlives it, and its threads abort the
-    process at exit (``terminate called without an active exception``, status 134)."""
+    group not freed here was never freed: its threads ran on through interpreter shutdown and
+    the C++ runtime's exit, and ``cgbench run --nproc 2`` intermittently aborted after finishing
+    (``terminate called without an active exception``, status 134)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     gc.collect()
