@@ -11,10 +11,12 @@ per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
 * splits the fast step into data wait, forward + backward, optimiser and image pool
   (optimiser hooks and a timed pool), and measures tracking with the real training loop
   (:func:`cgbench.train.train` into a throwaway MLflow store);
-* counts the step's FLOPs (``torch.utils.flop_counter``) and measures the machine's matmul
-  throughput (the best median over a few square sizes, before, between and after the timed
-  blocks; the highest is kept, since the floor is what the machine can do at its best), so the
-  step's share of the compute floor (FLOPs / throughput, over the step time) is visible;
+* counts the step's FLOPs (``torch.utils.flop_counter``) and measures the step's compute floor:
+  every distinct convolution of the step (forward and backward, as aten runs them) timed alone
+  at its best (memory format, thread count), weighted by how often the step runs it
+  (:func:`compute_floor`). No step can beat it, so the step's share of the floor (floor / step
+  time, at most 1) says how close the step comes to its own kernels at their best. A large
+  matmul's throughput is kept as a reference figure only: convolutions can run faster than it;
 * reports peak memory (RSS; and CUDA memory on a GPU);
 * times evaluation through the real path (:func:`cgbench.scoring.stream` with the ``fcn``
   evaluator): images per second through G and the FCN (an untrained FCN of the preset's
@@ -24,11 +26,13 @@ per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import resource
 import statistics
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -105,7 +109,8 @@ def instrument(method, watch: Stopwatch) -> Callable[[], None]:
 
 def matmul_throughput(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5,
                       sizes: tuple[int, ...] | None = None) -> float:
-    """FLOP/s of square matmuls: the best, over a few sizes, of the median of ``repeats`` runs."""
+    """FLOP/s of square matmuls: the best, over a few sizes, of the median of ``repeats`` runs
+    (a reference figure: the step's convolutions may run faster or slower than a large matmul)."""
     sizes = sizes or ((1024, 2048, 3072) if device.type == "cpu" else (4096, 8192))
     best = 0.0
     for n in sizes:
@@ -122,6 +127,139 @@ def step_flops(method, x: torch.Tensor, y: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter:
         method.train_step(x, y)
     return int(counter.get_total_flops())
+
+
+# --- the compute floor: the step's own convolutions, each timed alone at its best -----------------
+
+
+@dataclass(frozen=True)
+class Convolution:
+    """One convolution kernel call of a step as aten runs it: the forward pass, or the backward
+    pass with the gradients it computes (``mask``: input, weight, bias)."""
+
+    backward: bool
+    input: tuple[int, ...]
+    weight: tuple[int, ...]
+    output: tuple[int, ...]
+    bias: tuple[int, ...] | None  # the forward's bias shape; the backward's bias_sizes
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    transposed: bool
+    output_padding: tuple[int, ...]
+    groups: int
+    mask: tuple[bool, bool, bool]
+    dtype: torch.dtype
+
+    def run(self, tensors: dict[str, torch.Tensor]) -> None:
+        geometry = (self.stride, self.padding, self.dilation, self.transposed, self.output_padding, self.groups)
+        if self.backward:
+            bias_sizes = list(self.bias) if self.bias is not None else None
+            torch.ops.aten.convolution_backward(tensors["grad_output"], tensors["input"], tensors["weight"],
+                                                bias_sizes, *geometry, list(self.mask))
+        else:
+            torch.ops.aten.convolution(tensors["input"], tensors["weight"], tensors.get("bias"), *geometry)
+
+
+def record_convolutions(method, x: torch.Tensor, y: torch.Tensor) -> Counter[Convolution]:
+    """Every convolution kernel call of one training step of ``method`` (forward and backward),
+    counted by shape. (Torch's dispatch modes are per thread: record a step that runs on one.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    calls: Counter[Convolution] = Counter()
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is aten.convolution.default:
+                inp, weight, bias, *geometry = args
+                bias = tuple(bias.shape) if bias is not None else None
+                calls[_convolution(False, inp, weight, out.shape, bias, geometry, (False,) * 3)] += 1
+            elif func is aten.convolution_backward.default:
+                grad_output, inp, weight, bias_sizes, *geometry, mask = args
+                bias = tuple(bias_sizes) if bias_sizes is not None else None
+                calls[_convolution(True, inp, weight, grad_output.shape, bias, geometry, mask)] += 1
+            return out
+
+    with Recorder():
+        method.train_step(x, y)
+    return calls
+
+
+def _convolution(backward, inp, weight, output, bias, geometry, mask) -> Convolution:
+    stride, padding, dilation, transposed, output_padding, groups = geometry
+    return Convolution(backward, tuple(inp.shape), tuple(weight.shape), tuple(output), bias, tuple(stride),
+                       tuple(padding), tuple(dilation), bool(transposed), tuple(output_padding), int(groups),
+                       tuple(bool(m) for m in mask), inp.dtype)
+
+
+def convolution_seconds(conv: Convolution, device: torch.device, rounds: int = 3) -> float:
+    """The least machine time ``conv`` takes alone: the best, over memory formats (NCHW, NHWC)
+    and, on a CPU, over thread counts (all, half, one), of its fastest call, in seconds of the
+    whole machine (a call on t of n threads leaves the rest free: it counts t/n of its time)."""
+    threads = torch.get_num_threads()
+    counts = sorted({threads, max(1, threads // 2), 1}) if device.type == "cpu" else [threads]
+    calls = 1 if device.type == "cpu" else 10  # on a GPU, calls queue back to back as in a step
+    g = torch.Generator().manual_seed(0)
+    make = lambda shape: torch.randn(shape, generator=g).to(device, conv.dtype)  # noqa: E731
+    base = {"input": make(conv.input), "weight": make(conv.weight), "grad_output": make(conv.output)}
+    if conv.bias is not None and not conv.backward:
+        base["bias"] = make(conv.bias)
+    formats = [torch.contiguous_format] + ([torch.channels_last] if len(conv.input) == 4 else [])
+    best = math.inf
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # cudnn's fastest algorithm for the shape
+    try:
+        for fmt in formats:
+            tensors = {k: v.contiguous(memory_format=fmt) if v.dim() == 4 else v for k, v in base.items()}
+            for n in counts:
+                torch.set_num_threads(n)
+                conv.run(tensors)  # oneDNN primitive creation, cudnn autotuning
+                fastest = min(seconds(lambda: [conv.run(tensors) for _ in range(calls)], device)
+                              for _ in range(rounds)) / calls
+                best = min(best, fastest * n / threads)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_num_threads(threads)
+    return best
+
+
+def convolution_floor(calls: Counter[Convolution], device: torch.device,
+                      cache: dict[Convolution, float] | None = None) -> float:
+    """Seconds the step's convolutions need at least: each distinct call's least machine time
+    (:func:`convolution_seconds`, shared through ``cache``) times how often the step makes it."""
+    cache = {} if cache is None else cache
+    for conv in calls:
+        if conv not in cache:
+            cache[conv] = convolution_seconds(conv, device)
+    return sum(count * cache[conv] for conv, count in calls.items())
+
+
+def compute_floor(config: Config, device: torch.device, plain, x: torch.Tensor, y: torch.Tensor,
+                  fastest_step: float, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """The least time a step of ``config`` can take: its convolutions, each timed alone at its best
+    (:func:`convolution_floor`), for the fast path and the plain one (they may run different
+    kernels: the fast path decomposes the last layers, batches the discriminator, may use bf16);
+    the floor is the lower of the two, so it bounds both.
+
+    Every convolution of a step runs at best as fast as it does alone, and a step does more than
+    its convolutions, so no step can beat the floor. A measured step faster than the floor
+    (``fastest_step``) means the machine was slower while the floor was measured than during
+    that step: the floor is then capped at that step, marked ``capped``, and a warning printed."""
+    # the fast step's convolutions, recorded in eager mode on one thread (dispatch modes are per thread)
+    fast_kernels = _build(config.replace(parallel_halves="off", compile_mode="off"), device)
+    calls = {"fast": record_convolutions(fast_kernels, x, y), "plain": record_convolutions(plain, x, y)}
+    cache: dict[Convolution, float] = {}
+    by_path = {path: convolution_floor(c, device, cache) for path, c in calls.items()}
+    floor_s = min(by_path.values())
+    capped = floor_s > fastest_step
+    if capped:
+        echo(f"  warning: the convolutions timed alone ({_ms(floor_s)}) were slower than the fastest step "
+             f"({_ms(fastest_step)}): the machine's speed changed while measuring; the floor is capped at that step")
+        floor_s = fastest_step
+    return {"seconds": floor_s, "by_path": by_path, "capped": capped, "distinct_convolutions": len(cache),
+            "convolution_calls": {path: sum(c.values()) for path, c in calls.items()}}
 
 
 def reset_peak_rss() -> bool:
@@ -160,8 +298,9 @@ class PresetResult:
     breakdown: dict[str, float]  # median seconds per fast step
     tracking: dict[str, float]
     flops: int
-    matmul_flops_per_s: float
-    floor_s: float
+    matmul_flops_per_s: float  # a reference figure only: the floor is measured from the step itself
+    floor_s: float  # the step's convolutions at their best (:func:`compute_floor`): no step beats it
+    floor: dict[str, Any]  # how: per path, distinct convolutions, kernel calls, whether it was capped
     floor_share: float  # of the fast step
     floor_share_plain: float
     peak_rss_bytes: int
@@ -236,9 +375,6 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     if tracking_iters is None:
         tracking_iters = iters
 
-    dtype = torch.bfloat16 if fast.speed.amp == "bf16" else torch.float32
-    throughputs = [matmul_throughput(device, dtype)]  # and once more after every block pair
-
     watch = Stopwatch(device)
     remove = instrument(fast, watch)
     fast_s, plain_s, laps, block_ratios = [], [], [], []
@@ -261,7 +397,6 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
                 plain_s.append(seconds(partial(plain.train_step, x, y), device))
             block_ratios.append(statistics.median(plain_s[-n:]) / statistics.median(fast_s[-n:]))
             step += n
-            throughputs.append(matmul_throughput(device, dtype, repeats=3, sizes=(2048,) if device.type == "cpu" else None))
     finally:
         remove()
 
@@ -269,10 +404,9 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     breakdown = {p: statistics.median(lap.get(p, 0.0) for lap in laps) for p in parts} if laps else {}
     x, y = sampler.batch(0, device)
     flops = step_flops(plain, x, y)
-    # The floor is what the machine can do at best: the highest of the measurements between the blocks.
-    throughput = max(throughputs + [matmul_throughput(device, dtype)])
+    floor = compute_floor(config, device, plain, x, y, fastest_step=min(fast_s + plain_s), echo=echo)
+    throughput = matmul_throughput(device, torch.bfloat16 if fast.speed.amp == "bf16" else torch.float32)
     fast_spread, plain_spread = Spread.of(fast_s), Spread.of(plain_s)
-    floor = flops / throughput
     peak = peak_rss_bytes()
     cuda_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     speed = dataclasses.asdict(fast.speed)
@@ -286,8 +420,9 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
         speed=speed,
         fast=fast_spread, plain=plain_spread, ratio=statistics.median(block_ratios),
         ratio_of_medians=plain_spread.median / fast_spread.median,
-        breakdown=breakdown, tracking=tracking, flops=flops, matmul_flops_per_s=throughput, floor_s=floor,
-        floor_share=floor / fast_spread.median, floor_share_plain=floor / plain_spread.median,
+        breakdown=breakdown, tracking=tracking, flops=flops, matmul_flops_per_s=throughput,
+        floor_s=floor["seconds"], floor=floor,
+        floor_share=floor["seconds"] / fast_spread.median, floor_share_plain=floor["seconds"] / plain_spread.median,
         peak_rss_bytes=peak, peak_rss_scope="preset" if rss_reset else "process", cuda_peak_bytes=cuda_peak,
     )
     if with_eval:
@@ -392,9 +527,11 @@ def format_result(r: PresetResult) -> list[str]:
         f"   plain eager fp32 {_ms(r.plain.median)} ({_ms(r.plain.p10)}-{_ms(r.plain.p90)})"
         f"   ratio {r.ratio:.2f}x (of the medians {r.ratio_of_medians:.2f}x)",
         f"  where the fast iteration goes:       {parts}",
-        f"  compute: {r.flops / 1e9:.2f} GFLOP/step; matmul {r.matmul_flops_per_s / 1e9:.0f} GFLOP/s; "
-        f"floor {_ms(r.floor_s)} = {100 * r.floor_share:.0f}% of the fast step "
-        f"({100 * r.floor_share_plain:.0f}% of the plain one)",
+        f"  compute: {r.flops / 1e9:.2f} GFLOP/step; floor {_ms(r.floor_s)} (its {r.floor['distinct_convolutions']} "
+        f"distinct convolutions, forward and backward, each timed alone at its best"
+        f"{', capped' if r.floor['capped'] else ''}) = {100 * r.floor_share:.0f}% of the fast step "
+        f"({100 * r.floor_share_plain:.0f}% of the plain one); for reference, matmul "
+        f"{r.matmul_flops_per_s / 1e9:.0f} GFLOP/s",
     ]
     if r.tracking:
         t = r.tracking

@@ -15,11 +15,13 @@ the trainer (:mod:`cgbench.train`) uses the small collectives below to share wha
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import signal
 import socket
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -103,22 +105,44 @@ def from_env(device_name: str) -> Context:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
+    # torch.distributed.nn.functional binds the default group as the default argument of its
+    # functions when it is first imported. DistributedDataParallel imports it (through
+    # torch._dynamo); imported after the group exists, it would hold the group for the life of
+    # the process, so destroy_process_group could never free it (see teardown).
+    import torch.distributed.nn  # noqa: F401
+
     dist.init_process_group(backend, init_method="env://")
     return current()
 
 
 def teardown() -> None:
+    """Destroy the process group and free it now, while the interpreter is whole.
+
+    A process group owns native threads (gloo's worker threads and its TCP loop; on rank 0, the
+    rendezvous store's server thread). They end only when the last reference to the group goes:
+    the default-group registry (``destroy_process_group``) and every DistributedDataParallel
+    wrapper, which networks in reference cycles keep until the cyclic garbage collector runs. A
+    group not freed here was never freed: its threads ran on through interpreter shutdown and
+    the C++ runtime's exit, and ``cgbench run --nproc 2`` intermittently aborted after finishing
+    (``terminate called without an active exception``, status 134)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    gc.collect()
 
 
 @contextlib.contextmanager
 def process_group(device_name: str) -> Iterator[Context]:
     """:func:`from_env` for the duration of a block; the group is destroyed at its end if this
-    block created it (always, also after an error or an interrupt)."""
+    block created it (always, also after an error or an interrupt: the error's traceback is
+    cleared of the block's finished frames first, since their locals, the DDP-wrapped networks,
+    would keep the group alive; the error itself, its type, message and lines, is unchanged)."""
     owned = not dist.is_initialized() and env_describes_group()
     try:
         yield from_env(device_name)
+    except BaseException as exc:
+        if owned:
+            traceback.clear_frames(exc.__traceback__)
+        raise
     finally:
         if owned:
             teardown()

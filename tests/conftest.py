@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 TINY_SIZE = 32  # images 64x32
+
+#: Seconds after which a test's subprocess, or its wait for one, counts as hung. A guard against
+#: hangs, not a speed target: far above what any step takes on a loaded 2-core machine (where a
+#: two-process run that takes a minute alone was seen to take over four).
+HANG_SECONDS = 1800.0
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +34,26 @@ def tracking_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = HANG_SECONDS):
     """Run the real ``cgbench`` console script; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     exe = Path(sys.executable).with_name("cgbench")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgbench.cli"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def wait_until(done: Callable[[], bool], proc: subprocess.Popen, what: str) -> None:
+    """Poll ``done`` until it holds while ``proc`` runs, waiting on the process between polls;
+    fail if the process ends first, or after :data:`HANG_SECONDS`."""
+    deadline = time.monotonic() + HANG_SECONDS
+    while not done():
+        try:
+            status = proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            assert time.monotonic() < deadline, f"no {what} after {HANG_SECONDS:.0f} s"
+            continue
+        raise AssertionError(f"the process ended (status {status}) before {what}")
+
 
 def assert_one_line_error(out, *fragments: str) -> None:
     """A click CliRunner result: exit status 2, one line on stderr naming every fragment, no traceback."""

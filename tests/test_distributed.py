@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import assert_one_line_error
+from conftest import HANG_SECONDS, assert_one_line_error, wait_until
 from cgbench.cli import main
 from cgbench.data.sampler import PairedSampler, UnpairedSampler
 from cgbench.methods.cyclegan import CycleGAN
@@ -54,7 +53,7 @@ def reference(synth_dir, store) -> str:
     """An uninterrupted two-process run; its id."""
     root, uri = store
     out = subprocess.run(_cli("run", "--nproc", "2", "--data", str(synth_dir), "--tracking-uri", uri, *TRAIN_ARGS),
-                         capture_output=True, text=True, cwd=root, env=_env(), timeout=300)
+                         capture_output=True, text=True, cwd=root, env=_env(), timeout=HANG_SECONDS)
     assert out.returncode == 0, out.stderr
     (run_id,) = re.findall(r"MLflow run ([0-9a-f]{32})", out.stdout)
     assert out.stdout.count("MLflow run") == 1 and "Traceback" not in out.stderr  # rank 0 alone speaks
@@ -86,13 +85,10 @@ def test_ctrl_c_checkpoints_every_rank_and_resume_reproduces_the_uninterrupted_r
             run_id = match.group(1)
             break
     assert run_id, proc.stderr.read()
-    deadline = time.time() + 120
-    while not list(root.glob(f"mlruns/*/{run_id}/artifacts/checkpoints/step_00000010.pt")):
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: any(root.glob(f"mlruns/*/{run_id}/artifacts/checkpoints/step_00000010.pt")), proc,
+               "the checkpoint of iteration 10 was written")
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG_SECONDS)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("error:") == 1, err  # one line, from rank 0
     assert f"cgbench run --resume {run_id}" in err
@@ -102,7 +98,7 @@ def test_ctrl_c_checkpoints_every_rank_and_resume_reproduces_the_uninterrupted_r
     assert interrupted_at < ITERS
 
     done = subprocess.run(_cli("run", "--resume", run_id, "--nproc", "2", "--tracking-uri", uri, "--no-progress"),
-                          capture_output=True, text=True, cwd=root, env=_env(), timeout=300)
+                          capture_output=True, text=True, cwd=root, env=_env(), timeout=HANG_SECONDS)
     assert done.returncode == 0, done.stderr
     assert f"Resuming run {run_id} at iteration {interrupted_at}" in done.stdout
     assert client.get_run(run_id).info.status == "FINISHED"
@@ -111,6 +107,45 @@ def test_ctrl_c_checkpoints_every_rank_and_resume_reproduces_the_uninterrupted_r
         assert [s for s, _ in history] == list(range(1, ITERS + 1)), key
     # Same seed, same numbers: the sampler, the per-rank pools and their RNG resume exactly.
     assert resumed == _history(client, reference)
+
+
+GROUP_THREADS = ("pt_gloo_runloop", "gloo_tcp_loop", "pt_tcpstore_uv")  # gloo's workers and loop, the store
+
+TEARDOWN_PROBE = """
+import os, sys
+from cgbench.config import resolve
+from cgbench.distributed import free_port
+from cgbench.train import train
+
+def threads():
+    return sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+
+def fail(iteration, total):
+    raise RuntimeError("stop")
+
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0",
+                  WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+config = resolve("tiny", data=sys.argv[1], iters=2)
+train(config, tracking_uri=sys.argv[2], progress=False, echo=lambda *_: None)
+print("finished:", threads())
+try:
+    train(config, tracking_uri=sys.argv[2], progress=False, echo=lambda *_: None, on_progress=fail)
+except RuntimeError:
+    print("failed:", threads())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux's /proc")
+def test_the_process_group_and_its_threads_end_with_training(synth_dir, tracking_uri):
+    """A run in a process group frees the group when it ends, finished or failed: no native thread
+    of the group outlives training into interpreter shutdown (where it aborted the process)."""
+    out = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, str(synth_dir), tracking_uri], capture_output=True,
+                         text=True, env=_env(), timeout=HANG_SECONDS)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(": ", 1) for line in out.stdout.splitlines())
+    assert set(lines) == {"finished", "failed"}
+    for threads in lines.values():
+        assert not any(name in threads for name in GROUP_THREADS), threads
 
 
 @pytest.mark.parametrize("nproc", ["1", "3"])

@@ -6,14 +6,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import assert_one_line_error, run_cli
+from conftest import HANG_SECONDS, assert_one_line_error, run_cli, wait_until
 from cgbench.cli import main
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import CycleGAN
@@ -35,12 +34,8 @@ def _run_id(proc: subprocess.Popen) -> str:
     raise AssertionError(proc.stderr.read())
 
 
-def _wait_for(path_glob, root: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while len(list(root.glob(path_glob))) < count:
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.05)
+def _wait_for(path_glob, root: Path, proc: subprocess.Popen) -> None:
+    wait_until(lambda: any(root.glob(path_glob)), proc, f"{path_glob} was written")
 
 
 def _steps_and_values(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -54,7 +49,7 @@ TRAIN_ARGS = ["--preset", "tiny", "--iters", "120", "--set", "checkpoint_every=5
 def test_resume_after_sigkill_records_every_iteration_once(synth_dir, tracking_uri, tmp_path):
     proc = _start(["run", "--data", str(synth_dir), "--tracking-uri", tracking_uri, *TRAIN_ARGS], tmp_path)
     run_id = _run_id(proc)
-    _wait_for(f"mlruns/*/{run_id}/artifacts/checkpoints/step_00000015.pt", tmp_path, 1, proc)
+    _wait_for(f"mlruns/*/{run_id}/artifacts/checkpoints/step_00000015.pt", tmp_path, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     client = MlflowClient(tracking_uri)
@@ -77,9 +72,9 @@ def test_resume_after_sigkill_records_every_iteration_once(synth_dir, tracking_u
 def test_ctrl_c_checkpoints_marks_killed_and_resumes(synth_dir, tracking_uri, tmp_path):
     proc = _start(["run", "--data", str(synth_dir), "--tracking-uri", tracking_uri, *TRAIN_ARGS], tmp_path)
     run_id = _run_id(proc)
-    _wait_for(f"mlruns/*/{run_id}/artifacts/checkpoints/step_00000005.pt", tmp_path, 1, proc)
+    _wait_for(f"mlruns/*/{run_id}/artifacts/checkpoints/step_00000005.pt", tmp_path, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_SECONDS)
     assert proc.returncode == 130
     assert f"cgbench run --resume {run_id}" in err and "Traceback" not in err
     client = MlflowClient(tracking_uri)

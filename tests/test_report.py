@@ -17,9 +17,11 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
+from conftest import HANG_SECONDS
 from cgbench.errors import CgbenchError
 from cgbench.report import aggregate, build_report, fill_table, welch_p
 from cgbench.report.aggregate import RunRecord
+from cgbench.report.build import store_name
 from cgbench.report.paper import METRICS, TABLES
 from cgbench.report.render import latex_escape
 from cgbench.tracking import RunTracker, client_for
@@ -214,6 +216,9 @@ def test_build_report_from_mlflow(store, tmp_path):
     assert "0.06†" in md and "(1 source)" in md and "‡" in md
     assert "finished run(s) have no evaluation metrics" in md
     assert "Dataset synthcity" in md and "preset tiny" in md and "seeds 0, 1, 2" in md
+    # the store by its file name (it lies outside the working directory), never by this machine's path
+    assert "Runs from experiment 'study' in sqlite:///mlflow.db." in md
+    assert str(store["root"]) not in md + report.html + report.latex + report.csv
 
     # the files, and the report run in MLflow (never a row itself)
     for ext in ("md", "tex", "csv", "html"):
@@ -266,6 +271,19 @@ def check_latex(tex: str, n_tables: int) -> None:
         # no raw special characters left in the cells
         assert not re.search(r"(?<!\\)[%#_]", body)
         assert "±" not in body and "→" not in body
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),  # relative, as typed
+    ("sqlite:///{cwd}/runs/mlflow.db", "sqlite:///runs/mlflow.db"),  # under the working directory
+    ("sqlite:////elsewhere/on/this/machine/mlflow.db", "sqlite:///mlflow.db"),  # elsewhere: the file name
+    ("{cwd}/mlruns", "mlruns"),  # a file store
+    ("file:///srv/mlruns", "mlruns"),
+    ("http://user:secret@tracking.example:5000", "http://tracking.example:5000"),  # no credentials
+    ("databricks", "databricks"),
+])
+def test_store_name_never_shows_a_machine_path(uri, shown, tmp_path):
+    assert store_name(uri.format(cwd=tmp_path), cwd=tmp_path) == shown
 
 
 def test_latex_escape():
@@ -336,7 +354,7 @@ def test_html_page_renders(store, tmp_path):
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
            "--dump-dom", probe.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_SECONDS)
     found = re.search(r'<pre id="imgcheck">(.*?)</pre>', done.stdout)
     assert found, f"chromium printed no result (rc {done.returncode}): {done.stderr[-2000:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))

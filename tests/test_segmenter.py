@@ -1,7 +1,5 @@
 """The evaluator network: shapes, size, a quick overfit, and the torchvision option."""
 
-import time
-
 import pytest
 import torch
 from torch import nn
@@ -75,12 +73,9 @@ def test_fcn8s_overfits_two_images():
 
 
 def test_fcn_resnet50_builds_offline_and_returns_logits():
-    start = time.perf_counter()
     model = build_segmenter("fcn_resnet50", num_classes=19).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
-    if time.perf_counter() - start > 10:
-        pytest.skip("fcn_resnet50 too slow on this machine")
     assert isinstance(out, torch.Tensor)
     assert out.shape == (1, 19, 64, 64)
 

@@ -10,7 +10,7 @@ import torch
 from mlflow import MlflowClient
 
 from conftest import run_cli
-from cgbench.bench import Spread, step_flops
+from cgbench.bench import Spread, record_convolutions, step_flops
 from cgbench.config import resolve
 from cgbench.errors import ConfigError
 from cgbench.methods import get_method
@@ -240,6 +240,29 @@ def test_step_flops_counts_every_convolution():
     assert step_flops(method, x, y) == flops
 
 
+def test_recorded_convolutions_are_all_the_step_computes():
+    """The floor times every convolution of a step: the FLOPs of the recorded calls (forward and
+    backward) are the step's FLOPs as torch counts them, at the plain and the fast path's kernels."""
+    from torch.utils.flop_counter import flop_registry
+
+    aten = torch.ops.aten
+    config = resolve("tiny", sets={"ngf": 8, "ndf": 8})
+    x, y = _batches(config.image_size, 1)[0]
+    for settings in (PLAIN_SETTINGS, dict(parallel_halves="off", tap_decomposition="on")):
+        method = _method(config.replace(**settings))
+        calls = record_convolutions(method, x, y)
+        assert any(c.backward for c in calls) and any(not c.backward for c in calls)
+        recorded = 0
+        for c, n in calls.items():
+            geometry = (c.stride, c.padding, c.dilation, c.transposed, c.output_padding, c.groups)
+            if c.backward:
+                recorded += n * flop_registry[aten.convolution_backward](
+                    c.output, c.input, c.weight, c.bias, *geometry, list(c.mask), out_val=(c.input, c.weight, c.bias))
+            else:
+                recorded += n * flop_registry[aten.convolution](c.input, c.weight, c.bias, *geometry, out_val=c.output)
+        assert recorded == step_flops(method, x, y)
+
+
 def test_bench_cli_reports_json_and_mlflow(synth_dir, tracking_uri, tmp_path):
     out = run_cli("bench", "--data", str(synth_dir), "--preset", "tiny", "--iters", "2", "--warmup", "1",
                   "--tracking-iters", "3", "--json", str(tmp_path / "bench.json"), "--log-mlflow",
@@ -252,7 +275,12 @@ def test_bench_cli_reports_json_and_mlflow(synth_dir, tracking_uri, tmp_path):
     assert r["ratio_of_medians"] == pytest.approx(r["plain"]["median"] / r["fast"]["median"])
     assert r["ratio"] == pytest.approx(r["ratio_of_medians"])  # 2 steps: one block pair
     assert set(r["breakdown"]) == {"data wait", "forward + backward", "optimizer", "image pool", "tracking"}
-    assert r["flops"] > 0 and r["floor_s"] == pytest.approx(r["flops"] / r["matmul_flops_per_s"])
+    floor = r["floor"]
+    assert r["flops"] > 0 and r["matmul_flops_per_s"] > 0 and floor["distinct_convolutions"] > 0
+    # the floor bounds both steps: the lower of the two paths' convolutions, capped at the fastest step
+    assert 0 < r["floor_s"] <= min(floor["by_path"].values())
+    assert r["floor_s"] == min(floor["by_path"].values()) or floor["capped"]
+    assert 0 < r["floor_share"] <= 1 and 0 < r["floor_share_plain"] <= 1
     assert 0 < r["tracking"]["share"] < 1 and r["peak_rss_bytes"] > 0 and r["eval"]["images_per_s"] > 0
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("cgbench-bench").experiment_id],

@@ -6,13 +6,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from conftest import wait_until
 from cgbench.cli import main
 from cgbench.sweep import load_spec
 
@@ -74,10 +74,8 @@ def test_killed_sweep_resumes_the_interrupted_run(synth_dir, tracking_uri, tmp_p
            "--tracking-uri", tracking_uri, "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 240
-    while not list(tmp_path.glob("mlruns/mini/*/artifacts/checkpoints/step_00000020.pt")):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-        time.sleep(0.1)
+    wait_until(lambda: any(tmp_path.glob("mlruns/mini/*/artifacts/checkpoints/step_00000020.pt")), proc,
+               "the child's checkpoint of iteration 20 was written")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     client = MlflowClient(tracking_uri)

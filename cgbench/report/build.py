@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
+from urllib.parse import unquote, urlparse
 
 from cgbench.errors import CgbenchError
 from cgbench.report import render, study
@@ -392,6 +393,25 @@ def parse_tables(value: str | int | Iterable[int | str]) -> tuple[int, ...]:
     return tuple(sorted(set(out)))
 
 
+def store_name(uri: str, cwd: Path | None = None) -> str:
+    """The MLflow store as a report names it: a local store (sqlite database, file store) by its
+    path relative to the working directory, or by its file name when it lies elsewhere; a
+    remote store by its URI without credentials. Never an absolute path of this machine."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("sqlite", "file", ""):
+        raw = unquote(parsed.path[1:] if parsed.scheme == "sqlite" else parsed.path or uri)  # sqlite:///rel, ////abs
+        if not raw or raw == ":memory:":
+            return uri
+        path = Path(raw).resolve()
+        base = (cwd or Path.cwd()).resolve()
+        shown = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+        return f"sqlite:///{shown}" if parsed.scheme == "sqlite" else shown
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return parsed._replace(netloc=netloc).geturl()
+
+
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "report"
 
@@ -422,7 +442,7 @@ def build_report(
     records, notes = _chosen_records(runs, source, paper_numbers)
     results = _filled_tables(client, records, paper_numbers, notes)
     report_name = name or default_name
-    meta = render.ReportMeta(report_name, source, tracking_uri or client.tracking_uri, notes)
+    meta = render.ReportMeta(report_name, source, store_name(tracking_uri or client.tracking_uri), notes)
     figs = figures_for(client, results) if figures else render.Figures()
     report = Report(
         name=report_name, tables=results, markdown=render.markdown(meta, results), latex=render.latex(meta, results),

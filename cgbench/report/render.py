@@ -28,7 +28,7 @@ class ReportMeta:
 
     name: str
     source: str  # e.g. "experiment 'cgbench'" or "sweep 1a2b… (name)"
-    tracking_uri: str = ""
+    store: str = ""  # the MLflow store as the user named it, never a machine path (build.store_name)
     notes: list[str] = field(default_factory=list)  # warnings: unevaluated runs, unknown rows, ...
 
 
@@ -169,7 +169,7 @@ def markdown_table(result: TableResult) -> str:
 
 def markdown(meta: ReportMeta, results: list[TableResult]) -> str:
     out = [f"# cgbench report: {meta.name}", "",
-           f"Runs from {meta.source}" + (f" in {meta.tracking_uri}" if meta.tracking_uri else "") + ".", "",
+           f"Runs from {meta.source}" + (f" in {meta.store}" if meta.store else "") + ".", "",
            FLOOR_EXPLAINED, ""]
     for note in meta.notes:
         out.append(f"> Note: {note}")
@@ -371,7 +371,7 @@ class Figures:
 def html_page(meta: ReportMeta, results: list[TableResult], figures: Figures) -> str:
     body = [f"<h1>cgbench report: {_e(meta.name)}</h1>",
             f"<p class=meta>Runs from {_e(meta.source)}"
-            + (f" in <code>{_e(meta.tracking_uri)}</code>" if meta.tracking_uri else "") + ".</p>",
+            + (f" in <code>{_e(meta.store)}</code>" if meta.store else "") + ".</p>",
             f"<p class=meta>{_e(FLOOR_EXPLAINED)}</p>"]
     body += [f"<div class=note>{_e(n)}</div>" for n in meta.notes]
     for result in results:
