@@ -364,41 +364,12 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
          f"{config.n_blocks} blocks, batch {config.batch_size}; {device.type}, {threads} threads; "
          f"fast path: {fast.speed.describe()}")
 
-    plain_step = float("nan")
-    for step in range(max(warmup, 1)):  # includes torch.compile's compilation, if on
-        x, y = sampler.batch(step, device)
-        with fast.halves.pinned_threads():
-            fast.train_step(x, y)
-        plain_step = seconds(partial(plain.train_step, x, y), device)
+    plain_step = _warm_up(fast, plain, sampler, device, warmup)
     if iters is None:  # as many as fit in the budget: noisy machines need many cheap steps
         iters = int(min(MAX_ITERS, max(MIN_ITERS, BUDGET_S / plain_step)))
     if tracking_iters is None:
         tracking_iters = iters
-
-    watch = Stopwatch(device)
-    remove = instrument(fast, watch)
-    fast_s, plain_s, laps, block_ratios = [], [], [], []
-    try:
-        # Blocks of BLOCK steps, fast and plain in turn, on the same batches: the thread count
-        # changes only between blocks (see speed.Halves), and a noisy machine slows both alike.
-        step = warmup
-        while len(plain_s) < iters:
-            n = min(BLOCK, iters - len(fast_s))
-            batches, data_wait = [], []
-            for i in range(n):
-                data_wait.append(seconds(lambda: batches.append(sampler.batch(step + i, device)), device))
-            with fast.halves.pinned_threads():
-                for (x, y), wait in zip(batches, data_wait):
-                    fast_s.append(seconds(partial(fast.train_step, x, y), device))
-                    lap = {"data wait": wait, **watch.lap()}
-                    lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
-                    laps.append(lap)
-            for x, y in batches:
-                plain_s.append(seconds(partial(plain.train_step, x, y), device))
-            block_ratios.append(statistics.median(plain_s[-n:]) / statistics.median(fast_s[-n:]))
-            step += n
-    finally:
-        remove()
+    fast_s, plain_s, laps, block_ratios = _time_in_blocks(fast, plain, sampler, device, iters, first_step=warmup)
 
     parts = ("data wait", "forward + backward", "optimizer", "image pool")
     breakdown = {p: statistics.median(lap.get(p, 0.0) for lap in laps) for p in parts} if laps else {}
@@ -428,6 +399,47 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     if with_eval:
         result.eval = bench_eval(config, device, data.ref.root)
     return result
+
+
+def _warm_up(fast, plain, sampler, device: torch.device, warmup: int) -> float:
+    """``warmup`` steps of both paths (torch.compile's compilation among them, if on); the plain
+    path's last step time, which sizes the run when no iteration count is given."""
+    plain_step = float("nan")
+    for step in range(max(warmup, 1)):
+        x, y = sampler.batch(step, device)
+        with fast.halves.pinned_threads():
+            fast.train_step(x, y)
+        plain_step = seconds(partial(plain.train_step, x, y), device)
+    return plain_step
+
+
+def _time_in_blocks(fast, plain, sampler, device: torch.device, iters: int, first_step: int):
+    """Per-step seconds of the fast and the plain path, the fast path's per-part laps, and each
+    block's ratio of medians. Blocks of BLOCK steps, fast and plain in turn, on the same batches:
+    the thread count changes only between blocks (see speed.Halves), and a noisy machine slows both alike."""
+    watch = Stopwatch(device)
+    remove = instrument(fast, watch)
+    fast_s, plain_s, laps, block_ratios = [], [], [], []
+    try:
+        step = first_step
+        while len(plain_s) < iters:
+            n = min(BLOCK, iters - len(fast_s))
+            batches, data_wait = [], []
+            for i in range(n):
+                data_wait.append(seconds(lambda: batches.append(sampler.batch(step + i, device)), device))
+            with fast.halves.pinned_threads():
+                for (x, y), wait in zip(batches, data_wait):
+                    fast_s.append(seconds(partial(fast.train_step, x, y), device))
+                    lap = {"data wait": wait, **watch.lap()}
+                    lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
+                    laps.append(lap)
+            for x, y in batches:
+                plain_s.append(seconds(partial(plain.train_step, x, y), device))
+            block_ratios.append(statistics.median(plain_s[-n:]) / statistics.median(fast_s[-n:]))
+            step += n
+    finally:
+        remove()
+    return fast_s, plain_s, laps, block_ratios
 
 
 def measure_tracking(config: Config, preset: str, iters: int) -> dict[str, float]:
