@@ -86,6 +86,7 @@ class _Decoded:
     file_hash: bytes
     photo: np.ndarray | None = None  # (H, W, 3) uint8
     label: np.ndarray | None = None  # (H, W) train ids, or (H, W, 3) colours for colour labels
+    native: tuple[int, int] = (0, 0)  # (width, height) in the file, before any resize
 
 
 def _as_hw(size: int | tuple[int, int] | None, what: str) -> tuple[int, int] | None:
@@ -121,12 +122,12 @@ def _decode(task: _Task, photo_hw, label_hw) -> _Decoded:
                                 "replace it with the dataset's *_gtFine_labelIds.png")
             train_ids = Image.fromarray(ID_TO_TRAIN_ID[ids.astype(np.uint8)])
             return _Decoded(hashlib.sha256(data).digest(),
-                            label=np.asarray(_resize(train_ids, label_hw, Image.NEAREST)))
+                            label=np.asarray(_resize(train_ids, label_hw, Image.NEAREST)), native=img.size)
         img = img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {task.path} ({err}): re-generate or replace the "
                         "file") from None
-    decoded = _Decoded(hashlib.sha256(data).digest())
+    decoded = _Decoded(hashlib.sha256(data).digest(), native=img.size)
     if task.role == "pair":
         width, height = img.size
         if width % 2:
@@ -142,13 +143,27 @@ def _decode(task: _Task, photo_hw, label_hw) -> _Decoded:
     return decoded
 
 
-def _stack(arrays: list[np.ndarray], folder: Path, what: str) -> np.ndarray:
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        sizes = ", ".join(f"{s[1]}x{s[0]}" for s in sorted(shapes)[:3])
-        raise DataError(f"{what} in {folder} have different sizes ({sizes}): pass a size to "
-                        "resize them")
+def _stack(arrays: list[np.ndarray], paths: list[Path], folder: Path, what: str) -> np.ndarray:
+    """One array of ``arrays``; the file of another size than the most common one is named."""
+    shapes = [a.shape for a in arrays]
+    common = max(set(shapes), key=shapes.count)
+    for array, path in zip(arrays, paths):
+        if array.shape != common:
+            h, w = array.shape[:2]
+            raise DataError(f"{path} is {w}x{h} while the other {what} in {folder} are {common[1]}x{common[0]}; "
+                            f"the split's {what} must share one size: resize or replace that file")
     return np.stack(arrays)
+
+
+def _check_pairs(photo_tasks: list[_Task], label_tasks: list[_Task], decoded: list[_Decoded]) -> None:
+    """A label map annotates its photo pixel for pixel, so both files have the same size."""
+    photos, labels = decoded[: len(photo_tasks)], decoded[len(photo_tasks):]
+    for photo_task, label_task, photo, label in zip(photo_tasks, label_tasks, photos, labels):
+        if photo.native != label.native:
+            (pw, ph), (lw, lh) = photo.native, label.native
+            raise DataError(f"label {label_task.path} is {lw}x{lh} but its photo {photo_task.path} is {pw}x{ph}; a "
+                            f"label map must match its photo pixel for pixel: re-export it at {pw}x{ph} or remove "
+                            "the pair")
 
 
 def _cityscapes_tasks(root: Path, split: str) -> tuple[list[_Task], list[_Task], Path]:
@@ -224,8 +239,12 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
     for task, item in zip(tasks, decoded):
         digest.update(task.path.relative_to(root).as_posix().encode() + b"\0" + item.file_hash)
 
-    photos = _stack([d.photo for d in decoded if d.photo is not None], photo_dir, "photos")
-    labels = _stack([d.label for d in decoded if d.label is not None], photo_dir, "labels")
+    if len(photo_tasks) == len(label_tasks):  # Cityscapes, or an unaligned set paired by file order
+        _check_pairs(photo_tasks, label_tasks, decoded)
+    photos = _stack([d.photo for d in decoded if d.photo is not None],
+                    [t.path for t, d in zip(tasks, decoded) if d.photo is not None], photo_dir, "photos")
+    labels = _stack([d.label for d in decoded if d.label is not None],
+                    [t.path for t, d in zip(tasks, decoded) if d.label is not None], photo_dir, "labels")
     if labels.ndim == 4:  # colour label images: nearest official colour, black = ignored
         rgb = torch.from_numpy(labels).permute(0, 3, 1, 2)
         label_tensor = colors_to_train_ids(rgb, void=True).to(torch.uint8)
@@ -240,6 +259,20 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
         layout=layout,
         root=str(root),
     )
+
+
+def split_digest(root: str | os.PathLike, split: str) -> str:
+    """The ``digest`` :func:`load_split` gives ``split``, from the files' bytes without decoding any."""
+    root = Path(root)
+    photo_tasks, label_tasks, _ = _TASKS[detect_layout(root)](root, split)
+    digest = hashlib.sha256()
+    for task in photo_tasks + label_tasks:
+        try:
+            data = task.path.read_bytes()
+        except OSError as err:
+            raise DataError(f"cannot read {task.path} ({err.strerror}): restore the file") from None
+        digest.update(task.path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:16]
 
 
 def photo_names(root: str | os.PathLike, split: str) -> list[str]:
