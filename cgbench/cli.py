@@ -41,12 +41,13 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
+            from cgbench.leases import LeaseLost
             from cgbench.sweep import SweepInterrupted
             from cgbench.train import Interrupted, NonFiniteLoss, RanksDiverged
 
             if isinstance(exc, (Interrupted, SweepInterrupted)):
                 _fail(str(exc), 130)
-            if isinstance(exc, (NonFiniteLoss, RanksDiverged)):
+            if isinstance(exc, (NonFiniteLoss, RanksDiverged, LeaseLost)):
                 _fail(str(exc), 1)
             raise
 
@@ -252,7 +253,9 @@ def data_synth(out, size, n_train, n_val, seed, workers):
     import time
 
     from cgbench.data.synthcity import generate
+    from cgbench.paths import check_creatable
 
+    check_creatable(out, "--out")
     t0 = time.perf_counter()
     root = generate(out, size=size, n_train=n_train, n_val=n_val, seed=seed, workers=workers)
     click.echo(f"SynthCity: {n_train} train + {n_val} val scenes at {2 * size}x{size} in {root} "
@@ -407,6 +410,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
               help="MLflow experiment of the new run (--images, --checkpoint, --nulls).")
 @click.option("--allow-partial", is_flag=True, help="--images: score the frames that have an image; the "
               "coverage is recorded.")
+@click.option("--allow-other-val", is_flag=True, help="--run with --data DIR: score on a val split other than the one "
+              "the run recorded at training time (recorded with the scores).")
 @data_options
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg (one direction: its "
@@ -432,8 +437,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @handle_errors
 def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_size, name, experiment, allow_partial,
-          data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size, device, n_samples,
-          save_images, tracking_uri, progress):
+          allow_other_val, data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size, device,
+          n_samples, save_images, tracking_uri, progress):
     """Score with the paper's protocol: a trained run, a folder of images, an authors' checkpoint, or
     the null translators; results are recorded in MLflow."""
     from cgbench.errors import CgbenchError
@@ -460,7 +465,8 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
     if run_id:
         report = ev.evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
                              batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
-                             progress=progress, echo=click.echo, fcn_strict=fcn_strict)
+                             progress=progress, echo=click.echo, fcn_strict=fcn_strict,
+                             allow_other_val=allow_other_val)
     else:
         if direction is None:
             raise CgbenchError(f"{modes[0]} needs --direction labels2photo or photo2labels")
@@ -559,8 +565,10 @@ def fcn_train(data_dir, dataset, preset, config_file, sets, seed, experiment, tr
 def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlflow):
     """The paper's Tables 2-5 from MLflow runs: mean, 95% interval and Welch's test over seeds
     (and Table 1, the perceptual study, with --table 1)."""
+    from cgbench.paths import check_creatable
     from cgbench.report import build_report
 
+    check_creatable(out, "--out")  # before any run is read
     result = build_report(tracking_uri=tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id,
                           tables=tables, out_dir=out, name=name, log_to_mlflow=log_to_mlflow)
     click.echo(result.markdown)
