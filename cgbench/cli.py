@@ -202,10 +202,12 @@ def _check_resume_on(nproc: int, run_id: str, tracking_uri: str | None) -> None:
     """Before starting processes: the run exists, was trained on ``nproc`` processes, and its
     method can train on several."""
     from cgbench.tracking import client_for, get_run, recorded_config
-    from cgbench.train import check_method, check_resume_world_size
+    from cgbench.train import check_method, check_resume_world_size, check_training_run
 
     client = client_for(tracking_uri)
-    check_resume_world_size(get_run(client, run_id), nproc)
+    run = get_run(client, run_id)
+    check_training_run(run)
+    check_resume_world_size(run, nproc)
     check_method(recorded_config(client, run_id, "resumed").method, in_group=True)
 
 
