@@ -124,12 +124,12 @@ class Lease:
         """The newest generation's holder (None: the lease was never taken)."""
         from mlflow.entities import ViewType
 
-        pattern = self._experiment_name(0)[:-1].replace("%", "_")  # LIKE: every generation, then exact names
+        folder = f"{PREFIX}{self.name}/"
+        pattern = folder.replace("%", "_").replace("'", "_")  # LIKE matches more; the exact names are kept below
         found = self.client.search_experiments(view_type=ViewType.ALL, filter_string=f"name LIKE '{pattern}%'",
                                                max_results=1000)
-        generations = {e.name.rpartition("/")[2]: e for e in found
-                       if e.name.rpartition("/")[0] == self._experiment_name(0).rpartition("/")[0]}
-        numbered = [(int(g), e) for g, e in generations.items() if g.isdigit()]
+        numbered = [(int(g), e) for e in found
+                    if e.name.startswith(folder) and (g := e.name[len(folder):]).isdigit()]
         if not numbered:
             return None
         generation, e = max(numbered, key=lambda ge: ge[0])

@@ -138,7 +138,7 @@ class Child:
     row: Row
     seed: int
     config: Config | None  # None when the row's method is not installed
-    status: str = "planned"  # planned | finished | evaluate | resume | failed | unavailable
+    status: str = "planned"  # planned | finished | evaluate | resume | failed | unavailable | elsewhere (another sweep)
     run_id: str | None = None
     seconds: float = math.nan
 
