@@ -59,6 +59,8 @@ class CheckpointStore:
                 self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
             return
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".*.tmp"):  # left by a writer that was killed (this run has one writer)
+            stale.unlink(missing_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".", suffix=".tmp", delete=False) as tmp:
             try:
                 torch.save(state, tmp)
@@ -80,9 +82,9 @@ class CheckpointStore:
         """The newest checkpoint that reads back; None when the run has none that does."""
         with tempfile.TemporaryDirectory() as tmpdir:
             for name in self.names():
-                path = self.client.download_artifacts(self.run_id, name, tmpdir)
                 try:
+                    path = self.client.download_artifacts(self.run_id, name, tmpdir)
                     return torch.load(path, map_location=map_location, weights_only=True)
-                except Exception:  # cut short, damaged, or not a checkpoint: try the previous one
+                except Exception:  # cut short, damaged, not a checkpoint, or pruned meanwhile: the previous one
                     continue
         return None

@@ -41,12 +41,13 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
+            from cgbench.leases import LeaseLost
             from cgbench.sweep import SweepInterrupted
             from cgbench.train import Interrupted, NonFiniteLoss, RanksDiverged
 
             if isinstance(exc, (Interrupted, SweepInterrupted)):
                 _fail(str(exc), 130)
-            if isinstance(exc, (NonFiniteLoss, RanksDiverged)):
+            if isinstance(exc, (NonFiniteLoss, RanksDiverged, LeaseLost)):
                 _fail(str(exc), 1)
             raise
 
@@ -201,10 +202,12 @@ def _check_resume_on(nproc: int, run_id: str, tracking_uri: str | None) -> None:
     """Before starting processes: the run exists, was trained on ``nproc`` processes, and its
     method can train on several."""
     from cgbench.tracking import client_for, get_run, recorded_config
-    from cgbench.train import check_method, check_resume_world_size
+    from cgbench.train import check_method, check_resume_world_size, check_training_run
 
     client = client_for(tracking_uri)
-    check_resume_world_size(get_run(client, run_id), nproc)
+    run = get_run(client, run_id)
+    check_training_run(run)
+    check_resume_world_size(run, nproc)
     check_method(recorded_config(client, run_id, "resumed").method, in_group=True)
 
 
@@ -252,7 +255,9 @@ def data_synth(out, size, n_train, n_val, seed, workers):
     import time
 
     from cgbench.data.synthcity import generate
+    from cgbench.paths import check_creatable
 
+    check_creatable(out, "--out")
     t0 = time.perf_counter()
     root = generate(out, size=size, n_train=n_train, n_val=n_val, seed=seed, workers=workers)
     click.echo(f"SynthCity: {n_train} train + {n_val} val scenes at {2 * size}x{size} in {root} "
@@ -410,6 +415,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 @click.option("--prep", type=click.Choice(["clean", "authors"]), default="clean", show_default=True,
               help="--nulls: the data preparation of the runs the floor is for (the cpu preset's clean, the paper "
                    "preset's authors).")
+@click.option("--allow-other-val", is_flag=True, help="--run with --data DIR: score on a val split other than the one "
+              "the run recorded at training time (recorded with the scores).")
 @data_options
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg (one direction: its "
@@ -435,8 +442,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @handle_errors
 def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_size, name, experiment, allow_partial,
-          prep, data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size, device, n_samples,
-          save_images, tracking_uri, progress):
+          prep, allow_other_val, data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size,
+          device, n_samples, save_images, tracking_uri, progress):
     """Score with the paper's protocol: a trained run, a folder of images, an authors' checkpoint, or
     the null translators; results are recorded in MLflow."""
     from cgbench.errors import CgbenchError
@@ -463,7 +470,8 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
     if run_id:
         report = ev.evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
                              batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
-                             progress=progress, echo=click.echo, fcn_strict=fcn_strict)
+                             progress=progress, echo=click.echo, fcn_strict=fcn_strict,
+                             allow_other_val=allow_other_val)
     else:
         if direction is None:
             raise CgbenchError(f"{modes[0]} needs --direction labels2photo or photo2labels")
@@ -564,8 +572,10 @@ def fcn_train(data_dir, dataset, preset, config_file, sets, seed, experiment, tr
 def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlflow):
     """The paper's Tables 2-5 from MLflow runs: mean, 95% interval and Welch's test over seeds
     (and Table 1, the perceptual study, with --table 1)."""
+    from cgbench.paths import check_creatable
     from cgbench.report import build_report
 
+    check_creatable(out, "--out")  # before any run is read
     result = build_report(tracking_uri=tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id,
                           tables=tables, out_dir=out, name=name, log_to_mlflow=log_to_mlflow)
     click.echo(result.markdown)

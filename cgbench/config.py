@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -186,12 +187,23 @@ def parse_set(items: typing.Iterable[str]) -> dict[str, str]:
     return out
 
 
+def read_utf8(path: Path, what: str) -> str:
+    """The text of ``path``; a file that is not UTF-8 is a one-line error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                          f"{err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {str(path)!r} ({err.strerror}); check the path") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; give the path of a YAML file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_utf8(path, "config file")) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
@@ -218,15 +230,66 @@ def resolve(
     if sets:
         config = apply_overrides(config, sets, source="--set")
     given = {k: v for k, v in explicit.items() if v is not None}
+    for key in ("iters", "epochs"):  # --iters / --epochs give the run's length: 0 or less gives none
+        if key in given and not given[key] > 0:
+            raise ConfigError(f"--{key} must be > 0, got {given[key]}")
     config = apply_overrides(config, given, source="the command line")
     validate(config)
     return config
 
 
-def validate(config: Config) -> None:
-    """Checks that need more than one key, or a range; each error names the fix."""
-    if (config.epochs > 0) == (config.iters > 0):
+#: The range of every numeric key (floats must also be finite): the lowest value, whether it is
+#: allowed, and the highest allowed (None: no upper bound).
+RANGES: dict[str, tuple[float, bool, float | None]] = {
+    **{k: (1, True, None) for k in ("batch_size", "ngf", "ndf", "log_every", "checkpoint_every", "n_layers_d",
+                                     "latent_dim", "fcn_width", "fcn_batch_size")},
+    **{k: (0, True, None) for k in ("n_blocks", "pool_size", "sample_every", "threads", "cogan_search_steps", "iters",
+                                     "fcn_crop", "epochs", "lambda_cycle", "lambda_identity", "lambda_l1",
+                                     "lambda_self", "cogan_search_lr", "fcn_weight_decay", "init_gain")},
+    **{k: (0, False, None) for k in ("lr", "fcn_lr", "fcn_epochs")},
+    "seed": (0, True, 2**32 - 1),  # NumPy's seeds end there
+    "beta1": (0, True, 1), "beta2": (0, True, 1),  # Adam's betas lie in [0, 1)
+    "decay_fraction": (0, True, 1),
+}
+_HALF_OPEN = ("beta1", "beta2")  # 1 itself is not allowed
+
+
+def _check_range(key: str, value: float) -> None:
+    low, low_allowed, high = RANGES[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    too_low = value < low or (value == low and not low_allowed)
+    too_high = high is not None and (value > high or (value == high and key in _HALF_OPEN))
+    if too_low or too_high:
+        bound = f"{'>=' if low_allowed else '>'} {low}"
+        if high is not None:
+            bound = f"in [{low}, {high}{')' if key in _HALF_OPEN else ']'}"
+        raise ConfigError(f"{key} must be {bound}, got {value}")
+
+
+def _check_length(config: Config) -> None:
+    """A run's length is given one way: iters or epochs."""
+    if config.epochs > 0 and config.iters > 0:
         raise ConfigError("give exactly one of iters or epochs (e.g. --iters 1000 or --epochs 200)")
+    if config.epochs == 0 and config.iters == 0:
+        raise ConfigError("iters and epochs are both 0, so the run has no length; give --iters N or --epochs E")
+
+
+def max_discriminator_layers(image_size: int) -> int:
+    """The deepest PatchGAN an image of ``image_size`` allows: its n_layers_d stride-2 convolutions
+    and two 4x4 ones after them must leave at least one patch (and instance norm two pixels), so
+    ``image_size // 2**n_layers_d >= 3``."""
+    n = 0
+    while image_size // 2 ** (n + 1) >= 3:
+        n += 1
+    return n
+
+
+def validate(config: Config) -> None:
+    """Every key's range, and the checks that need more than one key; each error names the fix."""
+    for key in RANGES:
+        _check_range(key, getattr(config, key))
+    _check_length(config)
     if config.image_size < 32 or config.image_size % 4:
         raise ConfigError(
             f"image_size {config.image_size} is too small or not a multiple of 4; the generator "
@@ -241,22 +304,15 @@ def validate(config: Config) -> None:
 
     if config.prep not in PREPS:
         raise ConfigError(f"prep {config.prep!r} is not one of: {', '.join(PREPS)}")
+    deepest = max_discriminator_layers(config.image_size)
+    if config.n_layers_d > deepest:
+        raise ConfigError(f"n_layers_d {config.n_layers_d} downsamples {config.image_size} px images more than they "
+                          f"allow (the PatchGAN needs image_size >= 3 x 2^n_layers_d); use n_layers_d <= {deepest} "
+                          "or a larger image_size")
     if config.gan_mode not in {"lsgan", "vanilla"}:
         raise ConfigError(f"gan_mode {config.gan_mode!r} is not one of: lsgan, vanilla")
     if config.norm not in {"auto", "instance", "batch"}:
         raise ConfigError(f"norm {config.norm!r} is not one of: auto, instance, batch")
-    for key in ("batch_size", "ngf", "ndf", "log_every", "checkpoint_every", "n_layers_d"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
-    if config.n_blocks < 0 or config.pool_size < 0 or config.sample_every < 0:
-        raise ConfigError("n_blocks, pool_size and sample_every must be >= 0")
-    if not 0.0 <= config.decay_fraction <= 1.0:
-        raise ConfigError(f"decay_fraction must lie in [0, 1], got {config.decay_fraction}")
-    for key in ("lambda_l1", "lambda_self", "cogan_search_lr"):
-        if getattr(config, key) < 0:
-            raise ConfigError(f"{key} must be >= 0, got {getattr(config, key)}")
-    if config.latent_dim < 1 or config.cogan_search_steps < 0:
-        raise ConfigError("latent_dim must be >= 1 and cogan_search_steps >= 0")
     from cgbench.speed import validate_speed
 
     validate_speed(config)

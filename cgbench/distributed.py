@@ -109,7 +109,7 @@ def from_env(device_name: str) -> Context:
     # functions when it is first imported. DistributedDataParallel imports it (through
     # torch._dynamo); imported after the group exists, it would hold the group for the life of
     # the process, so destroy_process_group could never free it (see teardown).
-    import torch.distributed.nn  # noqa: F401
+    import torch.distributed.nn as _binds_default_group  # noqa: F401  (as: keeps `torch` global here)
 
     dist.init_process_group(backend, init_method="env://")
     return current()

@@ -9,7 +9,6 @@ touched; re-evaluating replaces the results.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -40,19 +39,18 @@ class EvalReport:
 
 
 def run_data_root(run, data_value: str, override: str | None = None, image_size: int = 128) -> Path:
-    """The dataset folder of a run: ``override`` (``--data``), else the folder the run recorded as
-    its dataset input (absolute), else the run's ``data`` config value."""
+    """The dataset folder of a run: ``override`` (``--data``), else the folder the run recorded
+    reading (tag ``cgbench.data_root``), else its ``data`` config value. (Not its MLflow dataset
+    input: MLflow keeps one dataset record per name and digest, so two folders with the same
+    training split share the first one's record.)"""
     from cgbench.data import datasets
+    from cgbench.train import DATA_ROOT_TAG
 
     if override:
         return datasets.resolve(override, image_size, generate=False).root
-    for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
-        try:
-            uri = json.loads(dataset_input.dataset.source).get("uri", "")
-        except (TypeError, ValueError, AttributeError):
-            continue
-        if uri and Path(uri).is_dir():
-            return Path(uri)
+    recorded = run.data.tags.get(DATA_ROOT_TAG)
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
     return datasets.resolve(data_value, image_size, generate=False).root
 
 
@@ -83,6 +81,22 @@ def open_trained_run(client, run_id: str, device, purpose: str) -> TrainedRun:
         raise CgbenchError(f"run {run_id} has no checkpoint; train it with cgbench run or resume it "
                            f"(cgbench run --resume {run_id})")
     return TrainedRun(run, config, int(state.get("iteration", 0)), run_source(config, state, run_id, device))
+
+
+def check_val_split(run, digest: str, root: Path, allow_other_val: bool) -> dict[str, Any]:
+    """The val split at ``root`` is the one the run recorded beside its training data (tag
+    ``cgbench.val_digest``; runs from before it are not checked). Another one is refused unless
+    ``allow_other_val``; returns what the scores then record about it."""
+    from cgbench.train import VAL_DIGEST_TAG
+
+    recorded = run.data.tags.get(VAL_DIGEST_TAG)
+    if recorded is None or recorded == digest:
+        return {}
+    if not allow_other_val:
+        raise CgbenchError(f"the val split at {root} (digest {digest}) is not the one run {run.info.run_id} was "
+                           f"trained beside (digest {recorded}); give that dataset with --data DIR, or score this "
+                           "one anyway with --data DIR --allow-other-val (recorded with the scores)")
+    return {"allow_other_val": True, "recorded_val_digest": recorded}
 
 
 def needs_fcn(classes: list[type[Evaluator]]) -> bool:
@@ -122,30 +136,38 @@ def evaluate(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     fcn_strict: bool = False,
+    allow_other_val: bool = False,
 ) -> EvalReport:
-    """Score ``run_id`` with the named evaluators and record the results in the run."""
+    """Score ``run_id`` with the named evaluators and record the results in the run; the val split
+    must be the one the run recorded at training time (see :func:`check_val_split`)."""
     if batch_size < 1:
         raise CgbenchError(f"--batch-size must be >= 1, got {batch_size}")
+    if allow_other_val and not data:
+        raise CgbenchError("--allow-other-val scores another val split than the run's own: give it with --data DIR")
     classes = select_evaluators(metrics)
     client = client_for(tracking_uri)
     dev = resolve_device(device)
     trained = open_trained_run(client, run_id, dev, "evaluated")
     run, config, step, tags = trained.run, trained.config, trained.step, trained.run.data.tags
     root = run_data_root(run, config.data, data, config.image_size)
+    split = load_val_split(root, config.image_size, config.prep)
+    other_val = check_val_split(run, split.digest, root, allow_other_val)
     segmenter = None
     if needs_fcn(classes):  # resolved before any work, so a missing FCN fails fast
         segmenter = load_fcn(fcn, client, dev, arch=fcn_arch, digest=tags.get(TAG_PREFIX + "dataset_digest"),
                              image_size=config.image_size, data_root=root, echo=echo, strict=fcn_strict,
                              prep=config.prep)
-    split = load_val_split(root, config.image_size, config.prep)
     source = trained.source
     context = EvalContext(split, config.image_size, dev, batch_size, n_samples, run_id,
                           loaders={"fcn": lambda: segmenter})
     echo(f"Evaluating run {run_id} (step {step}) with {', '.join(c.name for c in classes)} on "
          f"{len(split.labels)} val images of {root} ({dev.type}, batch {batch_size}).")
     describe = {"run_id": run_id, "data_root": str(root), "val_digest": split.digest,
-                "label_resolution": list(split.labels.shape[-2:])}
-    scored = score_into_run(RunTracker(client, run_id), source, classes, context, step, describe, segmenter,
+                "label_resolution": list(split.labels.shape[-2:]), **other_val}
+    tracker = RunTracker(client, run_id)
+    tracker.set_tags({TAG_PREFIX + "eval.val_digest": split.digest,
+                      TAG_PREFIX + "eval.allow_other_val": str(bool(other_val)).lower()})
+    scored = score_into_run(tracker, source, classes, context, step, describe, segmenter,
                             save_images, progress)
     return EvalReport(run_id, step, scored.results, scored.stats, segmenter, str(root),
                       {c.name: c.direction for c in classes})

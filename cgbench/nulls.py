@@ -17,6 +17,7 @@ from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError
 from cgbench.evaluate import needs_fcn, score_into_run
 from cgbench.fcn import load_fcn
+from cgbench.leases import Lease
 from cgbench.protocol import NULL_METHOD, NULL_ROWS, TAG_PREFIX
 from cgbench.scoring import load_val_split, select_evaluators
 from cgbench.scoring.sources import null_sources
@@ -67,20 +68,21 @@ def ensure_nulls(
     sources = null_sources(train_split, val_split, image_size, DERANGEMENT_SEED)
     context = EvalContext(val_split, image_size, dev, batch_size, 4, loaders={"fcn": lambda: segmenter})
     found: dict[str, str] = {}
-    for direction, rows in NULL_ROWS.items():
-        scorers = [c for c in classes if c.direction == direction]
-        if not scorers:
-            continue
-        fcn_source = segmenter.source if needs_fcn(scorers) else None
-        for row in rows:
-            run = find_null_run(client, row, digest, image_size, prep, fcn_source)
-            if run is None:
-                run_id = _record_null(client, sources[row], scorers, context, ref, train_split, val_split, segmenter,
-                                      tracking_uri, experiment, progress)
-                echo(f"Null row {row}: scored and recorded as run {run_id}.")
-            else:
-                run_id = run.info.run_id
-            found[row] = run_id
+    with Lease(client, f"nulls/{digest}/{image_size}/{prep}").hold(echo):  # scored once, also by sweeps at once
+        for direction, rows in NULL_ROWS.items():
+            scorers = [c for c in classes if c.direction == direction]
+            if not scorers:
+                continue
+            fcn_source = segmenter.source if needs_fcn(scorers) else None
+            for row in rows:
+                run = find_null_run(client, row, digest, image_size, prep, fcn_source)
+                if run is None:
+                    run_id = _record_null(client, sources[row], scorers, context, ref, train_split, val_split,
+                                          segmenter, tracking_uri, experiment, progress)
+                    echo(f"Null row {row}: scored and recorded as run {run_id}.")
+                else:
+                    run_id = run.info.run_id
+                found[row] = run_id
     return found
 
 

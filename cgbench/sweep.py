@@ -27,24 +27,28 @@ when several CUDA GPUs are visible, each child in flight takes a GPU of its own
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
-from cgbench.config import Config, PRESETS, apply_overrides, resolve, valid_keys
+from cgbench.config import Config, PRESETS, apply_overrides, read_utf8, resolve, valid_keys
 from cgbench.errors import CgbenchError, ConfigError
+from cgbench.leases import Lease
 from cgbench.protocol import SWEEP_METHOD
 from cgbench.protocol import TAG_PREFIX as TAG
 
+WAIT_POLL_SECONDS = 2.0  # how often a sweep looks whether another sweep's children are done
 SPEC_KEYS = ("name", "description", "tables", "preset", "seeds", "evaluators", "set", "rows", "experiment")
 
 
@@ -74,7 +78,7 @@ def load_spec(path: str | Path) -> Spec:
     if not path.is_file():
         raise ConfigError(f"sweep spec {str(path)!r} does not exist; give a YAML file such as runs/ablations.yaml")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(read_utf8(path, "sweep spec")) or {}
     except yaml.YAMLError:
         raise ConfigError(f"sweep spec {str(path)!r} is not valid YAML; fix its syntax") from None
     where = f"sweep spec {str(path)!r}"
@@ -109,11 +113,24 @@ def load_spec(path: str | Path) -> Spec:
         rows.append(Row(key, overrides))
     return Spec(
         name=str(raw.get("name", path.stem)), path=str(path), rows=tuple(rows), preset=preset,
-        seeds=tuple(int(s) for s in raw.get("seeds", [0])),
+        seeds=checked_seeds(raw.get("seeds", [0]), f"seeds: in {where}"),
         evaluators=tuple(str(e) for e in raw.get("evaluators", ["fcn", "seg"])),
         tables=tuple(int(t) for t in raw.get("tables", [])), common=dict(common),
         experiment=raw.get("experiment"), description=str(raw.get("description", "")),
     )
+
+
+def checked_seeds(seeds: Any, where: str) -> tuple[int, ...]:
+    """A sweep's seeds: a non-empty list of distinct integers >= 0 (the same seed twice would train
+    the same run twice and count it as two seeds)."""
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise ConfigError(f"{where} must be a list of seeds such as [0, 1, 2]")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"{where} must be integers >= 0, got {list(seeds)}")
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise ConfigError(f"{where} names seed {repeated[0]} more than once ({list(seeds)}); give each seed once")
+    return tuple(seeds)
 
 
 @dataclass
@@ -121,7 +138,7 @@ class Child:
     row: Row
     seed: int
     config: Config | None  # None when the row's method is not installed
-    status: str = "planned"  # planned | finished | evaluate | resume | failed | unavailable
+    status: str = "planned"  # planned | finished | evaluate | resume | failed | unavailable | elsewhere (another sweep)
     run_id: str | None = None
     seconds: float = math.nan
 
@@ -256,9 +273,10 @@ def _worker_init() -> None:
 # --- the sweep ------------------------------------------------------------------------
 
 
-@dataclass
 class SweepInterrupted(Exception):
-    """Ctrl-C during a sweep: runs in flight were checkpointed; the same command resumes."""
+    """Ctrl-C or SIGTERM during a sweep: runs in flight were checkpointed; the same command resumes."""
+
+    run_status = "KILLED"
 
 
 @dataclass
@@ -320,31 +338,27 @@ def run_sweep(
     echo: Callable[[str], None] = print,
 ) -> SweepResult:
     """Train and evaluate every (row, seed) of the spec as children of one parent run; the same
-    command again skips what is finished and resumes what was interrupted."""
+    command again skips what is finished and resumes what was interrupted. Sweeps of the same spec
+    running at once share the parent and split the children: each child (and the FCN, and the null
+    rows) is done by one of them (:mod:`cgbench.leases`); each waits for the others' to finish.
+    SIGTERM stops a sweep as Ctrl-C does; the parent run is then marked KILLED."""
     started = time.perf_counter()
     plan = make_plan(spec_path, seeds, jobs, preset, data, sets, experiment)
     if dry_run:
         print_plan(plan, jobs, echo)
         return SweepResult(None, plan.experiment, plan.children, None, 0.0)
     from cgbench.data import datasets
-    from cgbench.tracking import client_for
 
     ref = datasets.resolve(plan.data, plan.image_size, echo=echo)  # before anything is recorded
-    parent = open_parent(plan, ref, jobs, tracking_uri, echo)
-    found = _existing_children(client_for(tracking_uri), parent.run_id)
-    prefixes = [plan.installed[name].key_prefix() for name in plan.spec.evaluators]
-    for child in plan.children:
-        _classify(child, found.get((child.row.key, child.seed)), prefixes)
-    fcn_run_id = prepare_scoring(plan, parent, tracking_uri, progress, echo)
-
+    with _sigterm_as_interrupt():
+        parent = open_parent(plan, ref, jobs, tracking_uri, echo)
+        try:
+            fcn_run_id = _run_children(plan, parent, jobs, tracking_uri, progress, echo)
+        except BaseException as exc:
+            _ignore_stop_signals()  # recording the parent's status must not be cut short
+            parent.end("KILLED" if isinstance(exc, (KeyboardInterrupt, SweepInterrupted)) else "FAILED")
+            raise
     children = plan.children
-    todo = [c for c in children if c.status in ("planned", "resume", "evaluate")]
-    counts = {s: sum(c.status == s for c in children) for s in ("finished", "failed", "unavailable")}
-    echo(f"Plan: {len(children)} runs ({len(plan.spec.rows)} rows x {len(plan.seeds)} seeds): {len(todo)} to do, "
-         f"{counts['finished']} already finished, {counts['failed']} failed before (delete them to retry), "
-         f"{counts['unavailable']} not available.")
-    _execute(todo, plan.experiment, parent.run_id, tracking_uri, plan.spec.evaluators, fcn_run_id, plan.preset, jobs,
-             progress, echo)
     failed = [c for c in children if c.status == "failed"]
     parent.end("FAILED" if failed else "FINISHED")
     seconds = time.perf_counter() - started
@@ -352,6 +366,105 @@ def run_sweep(
          f"{sum(c.status == 'finished' for c in children)} finished, {len(failed)} failed. "
          f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
     return SweepResult(parent.run_id, plan.experiment, children, fcn_run_id, seconds)
+
+
+def _run_children(plan: Plan, parent, jobs: int, tracking_uri: str | None, progress: bool,
+                  echo: Callable[[str], None]) -> str | None:
+    """Claim the children no other sweep holds, prepare the scoring, do the claimed children, then
+    wait for the others'; returns the FCN's run id."""
+    from cgbench.tracking import client_for
+
+    client = client_for(tracking_uri)
+    leases: dict[str, Lease] = {}
+    try:
+        elsewhere = claim_children(client, plan, parent.run_id, leases)
+        found = _existing_children(client, parent.run_id)
+        prefixes = [plan.installed[name].key_prefix() for name in plan.spec.evaluators]
+        for child in plan.children:
+            _classify(child, found.get((child.row.key, child.seed)), prefixes)
+            if child in elsewhere:
+                child.status = "elsewhere"
+        fcn_run_id = prepare_scoring(plan, parent, tracking_uri, progress, echo)
+        todo = [c for c in plan.children if c.status in ("planned", "resume", "evaluate")]
+        counts = {s: sum(c.status == s for c in plan.children)
+                  for s in ("finished", "failed", "unavailable", "elsewhere")}
+        echo(f"Plan: {len(plan.children)} runs ({len(plan.spec.rows)} rows x {len(plan.seeds)} seeds): {len(todo)} "
+             f"to do, {counts['finished']} already finished, {counts['failed']} failed before (delete them to retry), "
+             f"{counts['unavailable']} not available, {counts['elsewhere']} being done by another sweep.")
+
+        def do(children: list[Child]) -> None:
+            _execute(children, plan.experiment, parent.run_id, tracking_uri, plan.spec.evaluators, fcn_run_id,
+                     plan.preset, jobs, progress, echo)
+
+        do(todo)
+        _wait_for_others(client, parent.run_id, elsewhere, leases, prefixes, do, echo)
+    finally:
+        for lease in leases.values():
+            lease.release()
+    return fcn_run_id
+
+
+def child_lease(client, parent_run_id: str, child: Child) -> Lease:
+    """Who does a sweep's child: one sweep at a time (:mod:`cgbench.leases`)."""
+    return Lease(client, f"child/{parent_run_id}/{child.row.key}/{child.seed}")
+
+
+def claim_children(client, plan: Plan, parent_run_id: str, leases: dict[str, Lease]) -> list[Child]:
+    """Take the lease of every runnable child that no other live sweep holds (into ``leases``, by
+    label); returns the children another sweep holds."""
+    elsewhere = []
+    for child in plan.runnable:
+        lease = child_lease(client, parent_run_id, child)
+        if lease.try_acquire() is None:
+            leases[child.label] = lease
+        else:
+            elsewhere.append(child)
+    return elsewhere
+
+
+def _wait_for_others(client, parent_run_id: str, elsewhere: list[Child], leases: dict[str, Lease],
+                     prefixes: list[str], do: Callable[[list[Child]], None], echo: Callable[[str], None]) -> None:
+    """Wait for the children another sweep holds: each, once its lease is free (done, or its holder
+    gone), is taken and finished here if anything is left to do."""
+    pending = list(elsewhere)
+    if pending:
+        echo(f"Waiting for {len(pending)} run(s) another sweep is doing: "
+             + ", ".join(c.label for c in pending) + " ...")
+    while pending:
+        for child in list(pending):
+            lease = child_lease(client, parent_run_id, child)
+            if lease.try_acquire() is not None:
+                continue
+            leases[child.label] = lease
+            pending.remove(child)
+            _classify(child, _existing_children(client, parent_run_id).get((child.row.key, child.seed)), prefixes)
+            if child.status in ("planned", "resume", "evaluate"):
+                do([child])
+        if pending:
+            time.sleep(WAIT_POLL_SECONDS)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a sweep as Ctrl-C does (in the main thread; elsewhere signals are left alone)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _ignore_stop_signals() -> None:
+    """Once a sweep is stopping, more Ctrl-C or SIGTERM must not cut the stop short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
 
 
 @dataclass
@@ -391,7 +504,7 @@ def make_plan(spec_path, seeds, jobs: int, preset: str | None, data: str | None,
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    seeds = tuple(seeds) if seeds else spec.seeds
+    seeds = checked_seeds(list(seeds), "--seeds") if seeds else spec.seeds
     sets = dict(sets or {})
     installed = discover()
     unknown = [e for e in spec.evaluators if e not in installed]
@@ -427,12 +540,20 @@ def open_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, echo: Call
 
     spec, client = plan.spec, client_for(tracking_uri)
     key = sweep_key(spec, plan.preset, plan.seeds, plan.data, plan.sets)
-    existing = search_runs(client, [plan.experiment], f"tags.`{TAG}sweep_key` = '{key}'",
-                           order_by=["attributes.start_time DESC"], max_results=1)
-    if existing:
-        parent = RunTracker.reopen(tracking_uri, existing[0].info.run_id)
-        echo(f"Continuing sweep {spec.name!r}: parent run {parent.run_id} in experiment {plan.experiment!r}.")
-        return parent
+    with Lease(client, f"sweep/{key}").hold(echo):  # two sweeps started at once make one parent
+        existing = search_runs(client, [plan.experiment], f"tags.`{TAG}sweep_key` = '{key}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+        if existing:
+            parent = RunTracker.reopen(tracking_uri, existing[0].info.run_id)
+            echo(f"Continuing sweep {spec.name!r}: parent run {parent.run_id} in experiment {plan.experiment!r}.")
+            return parent
+        return _new_parent(plan, ref, jobs, tracking_uri, key, echo)
+
+
+def _new_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, key: str, echo: Callable[[str], None]):
+    from cgbench.tracking import RunTracker
+
+    spec = plan.spec
     parent = RunTracker.create(tracking_uri, plan.experiment, f"sweep-{spec.name}", {
         TAG + "method": SWEEP_METHOD, TAG + "sweep_key": key, TAG + "spec": spec.name,
         TAG + "preset": plan.preset, TAG + "dataset": ref.name, TAG + "seeds": ",".join(map(str, plan.seeds)),
@@ -470,16 +591,26 @@ def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset
                echo: Callable[[str], None]) -> str:
     """The FCN evaluator for this dataset and image size: found by tag, else trained once."""
     from cgbench.data import datasets
-    from cgbench.data.layouts import load_split
-    from cgbench.fcn import find_fcn_run, train_fcn
+    from cgbench.data.layouts import split_digest
+    from cgbench.fcn import find_fcn_run
     from cgbench.tracking import client_for
 
     ref = datasets.resolve(config.data, config.image_size, echo=echo)
-    digest = load_split(ref.root, "train", size=8).digest
-    run = find_fcn_run(client_for(tracking_uri), digest, config.image_size, config.prep)
-    if run is not None:
-        echo(f"FCN evaluator: reusing run {run.info.run_id} (same dataset digest, {config.image_size} px).")
-        return run.info.run_id
+    digest = split_digest(ref.root, "train")
+    client = client_for(tracking_uri)
+    lease = Lease(client, f"fcn/{digest}/{config.image_size}/{config.prep}")
+    with lease.hold(echo):  # trained once, also by sweeps started at once
+        run = find_fcn_run(client, digest, config.image_size, config.prep)
+        if run is not None:
+            echo(f"FCN evaluator: reusing run {run.info.run_id} (same dataset digest, {config.image_size} px).")
+            return run.info.run_id
+        return _train_fcn(config, tracking_uri, experiment, preset, progress, echo)
+
+
+def _train_fcn(config: Config, tracking_uri: str | None, experiment: str, preset: str, progress: bool,
+               echo: Callable[[str], None]) -> str:
+    from cgbench.fcn import train_fcn
+
     echo(f"FCN evaluator: none for this dataset at {config.image_size} px yet; training one.")
     result = train_fcn(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset, progress=progress,
                        echo=echo)
@@ -560,12 +691,20 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
         finally:
             plan.close()
         return
+    _execute_in_pool(todo, args, jobs, plan, report, echo)
+
+
+def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgress, report, echo) -> None:
+    """The children in ``jobs`` worker processes. Ctrl-C or SIGTERM: every worker is asked to stop
+    (SIGINT: a training run checkpoints and is marked KILLED; evaluation stops), the sweep waits
+    for them, ignoring more signals meanwhile, and raises :class:`SweepInterrupted`."""
     import threading
+    from multiprocessing.managers import SyncManager
 
     context = get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_worker_init
-    ) as pool:
+    manager = SyncManager(ctx=context)
+    manager.start(_ignore_sigint)  # the progress queue outlives a Ctrl-C to the process group
+    with manager, ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init) as pool:
         queue = manager.Queue()
         drainer = threading.Thread(target=_drain, args=(queue, plan), daemon=True)
         drainer.start()
@@ -576,21 +715,29 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
             for gpu in slots:
                 gpus.put(gpu)
         futures = {pool.submit(_run_child, child, *args, _QueueProgress(queue), gpus): child for child in todo}
-        plan.write(f"Running {len(todo)} runs in {jobs} processes ({threads} threads each"
+        plan.write(f"Running {len(todo)} runs in {jobs} processes ({args[-1]} threads each"
                    + (f", on {len(set(slots))} GPUs" if slots else "") + ") ...", echo)
         try:
             for i, future in enumerate(as_completed(futures), 1):
                 child = futures[future]
                 _finish(child, future.result, echo)
                 report(i, child)
-            queue.put(None)
-            drainer.join()
-            plan.close()
         except (KeyboardInterrupt, SweepInterrupted):
-            # Ctrl-C reached the workers too: each checkpoints its run and stops. Wait for them.
+            _ignore_stop_signals()
+            for process in list(getattr(pool, "_processes", {}).values()):  # those a plain `kill` did not reach
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
             pool.shutdown(wait=True, cancel_futures=True)
             raise SweepInterrupted("sweep interrupted; runs in flight were checkpointed; run the same command "
                                    "again to resume") from None
+        finally:
+            queue.put(None)
+            drainer.join()
+            plan.close()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cuda_device_count() -> int:
@@ -606,7 +753,10 @@ class _QueueProgress:
         self.queue = queue
 
     def __call__(self, label: str, iteration: int, total: int) -> None:
-        self.queue.put((label, iteration, total))
+        try:
+            self.queue.put((label, iteration, total))
+        except Exception:  # the display is gone (the sweep is stopping): training goes on regardless
+            pass
 
 
 def _finish(child: Child, call: Callable[[], tuple[str, str, float]], echo: Callable[[str], None]) -> None:

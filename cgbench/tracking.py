@@ -12,6 +12,7 @@ folder when it is local (the common case) and uploaded otherwise.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -21,7 +22,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote, urlparse
 
 import torch
 
@@ -37,7 +37,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from cgbench.checkpoints import CheckpointStore, local_path
 from cgbench.errors import CgbenchError
+from cgbench.leases import Lease
 from cgbench.protocol import TAG_PREFIX
+from cgbench.stores import checked_uri, ensure_sqlite_store, sqlite_path
 
 CONFIG_ARTIFACT = "config.json"  # every run's full resolved config
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 1000}  # MLflow's limits per log_batch call
@@ -45,8 +47,11 @@ PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "cityscapesScripts", "cgb
 
 
 def client_for(tracking_uri: str | None) -> MlflowClient:
-    """An MLflow client for ``tracking_uri`` (None: the environment's or MLflow's default)."""
-    return MlflowClient(tracking_uri=tracking_uri)
+    """An MLflow client for ``tracking_uri`` (None: the environment's or MLflow's default), checked
+    first and, for a new sqlite file, created once (:mod:`cgbench.stores`)."""
+    uri = checked_uri(tracking_uri)
+    ensure_sqlite_store(uri, _artifact_root(uri))
+    return MlflowClient(tracking_uri=uri)
 
 
 def code_version() -> str:
@@ -108,12 +113,15 @@ class _FolderSource(DatasetSource):
 
 
 class RunTracker:
-    """One MLflow run: created fresh or reopened for ``--resume``."""
+    """One MLflow run: created fresh or reopened for ``--resume``. A tracker that writes a run over
+    time (training) holds the run's lease (:meth:`take_lease`): while it does, no other process
+    writes the run, and once another process has taken the lease over, this one writes nothing."""
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client = client
         self.run_id = run_id
         self._buffer: list[Metric] = []
+        self.lease: Lease | None = None
 
     # --- lifecycle -----------------------------------------------------------------
     @classmethod
@@ -136,20 +144,56 @@ class RunTracker:
         client.update_run(run_id, status="RUNNING")
         return cls(client, run_id)
 
+    @classmethod
+    def claim(cls, tracking_uri: str | None, run_id: str) -> RunTracker:
+        """The existing run ``run_id``, with its lease taken (:class:`LeaseHeld` when another live
+        process writes it); its status is not touched (:meth:`mark_running` does that)."""
+        client = client_for(tracking_uri)
+        get_run(client, run_id)
+        tracker = cls(client, run_id)
+        tracker.take_lease()
+        return tracker
+
+    def take_lease(self) -> None:
+        self.lease = Lease(self.client, f"run/{self.run_id}")
+        self.lease.acquire(f"run {self.run_id}")
+
+    def release_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+    def _check_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.check()
+
+    def mark_running(self) -> None:
+        self._check_lease()
+        self.client.update_run(self.run_id, status="RUNNING")
+
     def end(self, status: str = "FINISHED") -> None:
-        self.flush()
-        self.client.set_terminated(self.run_id, status=status)
+        """Flush, then set the status (also when the flush fails) and release the lease."""
+        self._check_lease()
+        try:
+            self.flush()
+        finally:
+            self.client.set_terminated(self.run_id, status=status)
+            self.release_lease()
 
     @contextlib.contextmanager
     def ending(self) -> Iterator[RunTracker]:
         """Ends the run with the status its block deserves: FINISHED when the block returns; KILLED
         for Ctrl-C or SIGTERM (``KeyboardInterrupt``, or an exception whose ``run_status`` is
         ``"KILLED"``); FAILED for any other exception, whose message is recorded as the tag
-        ``cgbench.failure`` when it carries ``record_failure``. The exception is re-raised."""
+        ``cgbench.failure`` when it carries ``record_failure``; untouched for an exception whose
+        ``run_status`` is None (the lease was lost: the run is another process's now). The
+        exception is re-raised."""
         try:
             yield self
         except BaseException as exc:
             status = getattr(exc, "run_status", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            if status is None:
+                self.release_lease()
+                raise
             if getattr(exc, "record_failure", False):
                 self.set_tags({TAG_PREFIX + "failure": str(exc)})
             self.end(status)
@@ -194,9 +238,21 @@ class RunTracker:
         self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
 
     def flush(self) -> None:
-        """Write every buffered metric (MLflow takes at most 1000 per batch)."""
-        buffer, self._buffer = self._buffer, []
-        self._log_batch("metrics", buffer)
+        """Write every buffered metric, a step's metrics always in the same ``log_batch`` call (one
+        transaction), so a flush cut short (kill -9) records whole steps only."""
+        self._check_lease()
+        batches, batch = [], []
+        for _, metrics in itertools.groupby(self._buffer, key=lambda m: m.step):
+            metrics = list(metrics)
+            if batch and len(batch) + len(metrics) > BATCH_LIMITS["metrics"]:
+                batches.append(batch)
+                batch = []
+            batch += metrics
+        if batch:
+            batches.append(batch)
+        for chunk in batches:
+            self._log_batch("metrics", chunk)
+            self._buffer = self._buffer[len(chunk):]  # written: never sent twice
 
     def log_result_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record a result (e.g. evaluation scores) so that re-computing it replaces it.
@@ -286,6 +342,7 @@ class RunTracker:
         return CheckpointStore(self.client, self.run_id, self.artifact_dir)
 
     def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
+        self._check_lease()
         self.checkpoints.save(state, step)
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
@@ -302,16 +359,24 @@ def start_run(
     config: dict[str, Any],
     datasets: list[tuple[str, str, str, str]] = (),
     parent_run_id: str | None = None,
+    lease: bool = False,
 ) -> RunTracker:
     """A new run with everything a run records at its start: tags (and the code version), params,
     the full resolved config as ``config.json``, the package versions, and its datasets as MLflow
-    inputs, each ``(name, folder, digest, context)``."""
+    inputs, each ``(name, folder, digest, context)``. With ``lease``, the run's lease is taken
+    first. A failure on the way marks the run FAILED (it is never left RUNNING)."""
     tracker = RunTracker.create(tracking_uri, experiment, name, tags, parent_run_id=parent_run_id)
-    tracker.log_params(params)
-    tracker.log_json(config, CONFIG_ARTIFACT)
-    tracker.log_environment()
-    for dataset_name, folder, digest, context in datasets:
-        tracker.log_dataset(dataset_name, folder, digest, context=context)
+    try:
+        if lease:
+            tracker.take_lease()
+        tracker.log_params(params)
+        tracker.log_json(config, CONFIG_ARTIFACT)
+        tracker.log_environment()
+        for dataset_name, folder, digest, context in datasets:
+            tracker.log_dataset(dataset_name, folder, digest, context=context)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
     return tracker
 
 
@@ -350,11 +415,8 @@ def recorded_config(client: MlflowClient, run_id: str, purpose: str):
 def _artifact_root(tracking_uri: str) -> str | None:
     """For a sqlite store, keep artifacts beside the database file (MLflow's own default would put
     them under the current directory, wherever the command happened to run)."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme != "sqlite" or not parsed.path or parsed.path in ("/", "/:memory:"):
-        return None
-    db = Path(unquote(parsed.path[1:]))  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
-    return (db.resolve().parent / "mlruns").as_uri()
+    db = sqlite_path(tracking_uri)
+    return None if db is None else (db.resolve().parent / "mlruns").as_uri()
 
 
 #: MLflow 3 opens a new experiment in its GenAI view (traces, prompts); this tag marks it as model

@@ -31,7 +31,7 @@ import torch
 from cgbench import distributed
 from cgbench.config import Config, validate
 from cgbench.data import datasets
-from cgbench.data.layouts import Split, load_split
+from cgbench.data.layouts import Split, load_split, split_digest
 from cgbench.data.sampler import PairedSampler, UnpairedSampler, to_uint8, to_unit_range
 from cgbench.devices import resolve_device
 from cgbench.errors import ConfigError, DataError
@@ -42,6 +42,8 @@ from cgbench.speed import accelerate
 from cgbench.tracking import RunTracker, client_for, get_run, recorded_config, start_run
 
 WORLD_SIZE_TAG = TAG_PREFIX + "world_size"  # processes the run trains on; resuming needs as many
+VAL_DIGEST_TAG = TAG_PREFIX + "val_digest"  # the validation split beside the training data; eval checks it
+DATA_ROOT_TAG = TAG_PREFIX + "data_root"  # the dataset folder this run read (absolute); eval scores its val split
 DIGESTS_TAG = TAG_PREFIX + "ddp_weight_digests"  # per rank, the 12-hex prefix of its weights' sha256
 
 
@@ -53,7 +55,10 @@ class NonFiniteLoss(Exception):
     def __init__(self, iteration: int, term: str, value: float):
         super().__init__(f"loss term {term!r} is {value} at iteration {iteration}; the run is marked FAILED "
                          "(try a lower lr, or gan_mode=lsgan)")
-        self.iteration, self.term = iteration, term
+        self.iteration, self.term, self.value = iteration, term, value
+
+    def __reduce__(self):  # rebuilt from its fields when it crosses a process boundary (sweep workers)
+        return type(self), (self.iteration, self.term, self.value)
 
 
 class Interrupted(Exception):
@@ -66,6 +71,9 @@ class Interrupted(Exception):
                          f"cgbench run --resume {run_id}")
         self.run_id, self.iteration = run_id, iteration
 
+    def __reduce__(self):
+        return type(self), (self.run_id, self.iteration)
+
 
 class RanksDiverged(Exception):
     """The processes of a distributed run hold different weights; the run is marked FAILED."""
@@ -76,6 +84,9 @@ class RanksDiverged(Exception):
         super().__init__(f"the {len(digests)} processes hold different weights at iteration {iteration} "
                          f"(digests {', '.join(d[:12] for d in digests)}); the run is marked FAILED")
         self.iteration, self.digests = iteration, digests
+
+    def __reduce__(self):
+        return type(self), (self.iteration, self.digests)
 
 
 class _NoTracker:
@@ -101,6 +112,12 @@ class _NoTracker:
         pass
 
     def end(self, status: str = "FINISHED") -> None:
+        pass
+
+    def mark_running(self) -> None:
+        pass
+
+    def release_lease(self) -> None:
         pass
 
     @contextlib.contextmanager
@@ -161,20 +178,23 @@ def check_network_input(method: Method, config: Config) -> None:
 
 
 class _StopRequest:
-    """Turns Ctrl-C and SIGTERM into a request honoured between iterations, so a checkpoint
-    never holds a half-done iteration. A second Ctrl-C stops at once."""
+    """Turns Ctrl-C and SIGTERM into a request honoured between iterations: every rank stops after
+    the same iteration, whose metrics are flushed and checkpointed before the run is marked KILLED.
+    More signals change nothing: the stop under way always finishes (never a flush cut short, a
+    checkpoint without its metrics, or a run left RUNNING), within one iteration. Once a stop was
+    requested the signals stay ignored after the block too: the process is on its way out."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
         self.requested = True
 
     def __enter__(self) -> _StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not in the main thread: leave signals alone
@@ -183,7 +203,7 @@ class _StopRequest:
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if self.requested else handler)
 
 
 def _sample_rows(method: Method, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
@@ -245,6 +265,7 @@ def train(config: Config | None, **request: Any) -> TrainResult:
     if req.resume_run_id:
         client = client_for(req.tracking_uri)
         resumed_run = get_run(client, req.resume_run_id)
+        check_training_run(resumed_run)
         check_resume_world_size(resumed_run, distributed.requested_world_size())
         config = recorded_config(client, req.resume_run_id, "resumed")
     if req.device is not None:
@@ -261,6 +282,17 @@ def check_method(name: str, in_group: bool) -> None:
     cls = get_method(name)
     if in_group and not cls.supports_ddp:
         raise ConfigError(f"method {name!r} cannot train under DistributedDataParallel; drop --nproc")
+
+
+def check_training_run(run) -> None:
+    """Only a run made by ``cgbench run`` resumes (an FCN, null, sweep or report run has no
+    training state); checked before the run is touched."""
+    from cgbench.methods import METHODS
+
+    method = run.data.tags.get(TAG_PREFIX + "method")
+    if method not in METHODS:
+        raise ConfigError(f"run {run.info.run_id} is not a training run (cgbench.method={method!r}); --resume "
+                          "continues runs made by `cgbench run`")
 
 
 def trained_world_size(run) -> int:
@@ -317,6 +349,27 @@ def prepare(config: Config, ctx: distributed.Context, echo: Callable[[str], None
     return Setup(device, data, method, sampler, total_iterations(config, sampler.steps_per_epoch))
 
 
+def val_digest(root) -> str | None:
+    """The digest of the dataset's validation split, without decoding it (None: the data has none)."""
+    try:
+        return split_digest(root, "val")
+    except DataError:
+        return None
+
+
+def data_record(data: TrainingData) -> tuple[dict[str, str], list[tuple[str, str, str, str]]]:
+    """What a new run records about its data: tags (the folder, the training and validation
+    digests) and MLflow dataset inputs (training, and the validation split as "evaluation")."""
+    root = str(data.ref.root.resolve())
+    inputs = [(data.ref.name, root, data.split.digest, "training")]
+    tags = {DATA_ROOT_TAG: root}
+    val = val_digest(data.ref.root)
+    if val is not None:
+        tags[VAL_DIGEST_TAG] = val
+        inputs.append((data.ref.name + "-val", root, val, "evaluation"))
+    return tags, inputs
+
+
 def open_run(req: TrainRequest, config: Config, ctx: distributed.Context, setup: Setup, resumed_run):
     """The run this process writes to — new (also a sweep's child) or resumed from its newest
     checkpoint — as ``(tracker, first iteration, last iteration MLflow already holds)``. Only rank
@@ -326,13 +379,13 @@ def open_run(req: TrainRequest, config: Config, ctx: distributed.Context, setup:
     if not ctx.is_main:
         return _NoTracker(distributed.broadcast(ctx, None)), 0, -1
     data, method = setup.data, setup.method
-    tags = {**run_tags(config, data.ref, data.split, req.preset),
+    data_tags, inputs = data_record(data)
+    tags = {**run_tags(config, data.ref, data.split, req.preset), **data_tags,
             **{TAG_PREFIX + k: v for k, v in {**method.extra_tags(), **method.speed.tags()}.items()},
             WORLD_SIZE_TAG: str(ctx.world_size), **(req.tags or {})}
     params = {**config.to_dict(), "total_iterations": setup.total, "train_images": len(data.photos)}
     tracker = start_run(req.tracking_uri, req.experiment, req.run_name or _default_run_name(config), tags, params,
-                        config.to_dict(), [(data.ref.name, str(data.ref.root.resolve()), data.split.digest,
-                                            "training")], parent_run_id=req.parent_run_id)
+                        config.to_dict(), inputs, parent_run_id=req.parent_run_id, lease=True)
     req.echo(f"MLflow run {tracker.run_id} ({tracker.name}) in experiment {req.experiment!r}"
              + (f", {ctx.world_size} process{'es' if ctx.world_size > 1 else ''} (DDP)." if ctx.distributed else "."))
     distributed.broadcast(ctx, tracker.run_id)
@@ -340,36 +393,45 @@ def open_run(req: TrainRequest, config: Config, ctx: distributed.Context, setup:
 
 
 def _resume_run(req: TrainRequest, ctx: distributed.Context, setup: Setup, resumed_run):
+    """The run, its lease taken (one writer: :class:`cgbench.leases.LeaseHeld` when another live
+    process writes it), its newest readable checkpoint loaded, and only then marked RUNNING: a
+    resume that fails before that leaves the run as it was."""
     run_id = resumed_run.info.run_id
     if resumed_run.data.tags.get(TAG_PREFIX + "dataset_digest") != setup.data.split.digest:
         raise DataError(f"the data at {setup.data.ref.root} differs from the data run {run_id} was trained on "
                         "(dataset digest changed); resume with the original dataset")
-    tracker = RunTracker.reopen(req.tracking_uri, run_id) if ctx.is_main else _NoTracker(run_id)
-    # Rank 0 reads the checkpoint and sends it to the others (on the CPU: it travels pickled).
-    state = tracker.load_checkpoint(map_location="cpu" if ctx.distributed else setup.device) if ctx.is_main else None
-    state = distributed.broadcast(ctx, state)
-    start = 0
-    if state is not None:
-        load_training_state(setup.method, state, ctx)
-        start = state["iteration"]
-    last_logged = tracker.last_logged_step("loss/" + setup.method.terms[0]) if ctx.is_main else -1
+    tracker = RunTracker.claim(req.tracking_uri, run_id) if ctx.is_main else _NoTracker(run_id)
+    try:
+        # Rank 0 reads the checkpoint and sends it to the others (on the CPU: it travels pickled).
+        state = tracker.load_checkpoint(map_location="cpu" if ctx.distributed else setup.device) if ctx.is_main else None
+        state = distributed.broadcast(ctx, state)
+        start = 0
+        if state is not None:
+            load_training_state(setup.method, state, ctx)
+            start = state["iteration"]
+        last_logged = tracker.last_logged_step("loss/" + setup.method.terms[0]) if ctx.is_main else -1
+        tracker.mark_running()
+    except BaseException:
+        tracker.release_lease()
+        raise
     req.echo(f"Resuming run {run_id} at iteration {start} of {setup.total}.")
     return tracker, start, last_logged
 
 
 def _train(req: TrainRequest, config: Config, ctx: distributed.Context, resumed_run) -> TrainResult:
-    """The body of :func:`train`, as rank ``ctx.rank`` of ``ctx.world_size``."""
+    """The body of :func:`train`, as rank ``ctx.rank`` of ``ctx.world_size``. From the moment the
+    run is opened until its status is set, Ctrl-C and SIGTERM are stop requests (:class:`_StopRequest`)."""
     if not ctx.is_main:
         req = dataclasses.replace(req, echo=_silent, progress=False, on_progress=None)
     setup = prepare(config, ctx, req.echo)
-    tracker, start, last_logged = open_run(req, config, ctx, setup, resumed_run)
-    if start >= setup.total:
-        tracker.end("FINISHED")
-        return TrainResult(tracker.run_id, start, "FINISHED", math.nan, 0.0, 0.0, 0.0)
-    loop = Loop(config, ctx, setup, tracker, last_logged)
-    with tracker.ending():
-        loop.run(start, req.progress, req.on_progress)
-        loop.log_samples(setup.total)
+    with _StopRequest() as stop:
+        tracker, start, last_logged = open_run(req, config, ctx, setup, resumed_run)
+        with tracker.ending():
+            if start >= setup.total:  # resumed after its last iteration: only its status was left to set
+                return TrainResult(tracker.run_id, start, "FINISHED", math.nan, 0.0, 0.0, 0.0)
+            loop = Loop(config, ctx, setup, tracker, last_logged)
+            loop.run(start, stop, req.progress, req.on_progress)
+            loop.log_samples(setup.total)
     return loop.result()
 
 
@@ -395,22 +457,25 @@ class Loop:
         self.timers = Timers()
         self.windows: list[float] = []  # seconds per iteration, per logged window
         self._window = (time.perf_counter(), 0)  # (start time, first iteration) of the current window
-        self.iteration = self.checkpointed = 0
+        self.iteration = 0
         images = setup.data
         self.sample_x = to_unit_range(_center_crop(images.labels_rgb[:4], config.image_size)).to(setup.device)
         self.sample_y = to_unit_range(_center_crop(images.photos[:4], config.image_size)).to(setup.device)
 
-    def run(self, start: int, progress: bool, on_progress: Callable[[int, int], None] | None) -> None:
+    def run(self, start: int, stop: _StopRequest, progress: bool,
+            on_progress: Callable[[int, int], None] | None) -> None:
         from tqdm.auto import tqdm
 
         c, method, sampler = self.config, self.method, self.setup.sampler
-        self.iteration = self.checkpointed = start
+        self.iteration = start
         self._window = (time.perf_counter(), start)
         method.train(True)
         with tqdm(total=self.total, initial=start, disable=not progress, unit="it", dynamic_ncols=True,
-                  leave=False) as bar, _StopRequest() as stop, method.halves.pinned_threads():
+                  leave=False) as bar, method.halves.pinned_threads():
             try:
                 for step in range(start, self.total):
+                    if distributed.any_rank(self.ctx, stop.requested):  # all ranks stop before the same iteration
+                        raise _AgreedStop
                     with self.timers("loop"):
                         with self.timers("data"):
                             x, y = sampler.batch(step, self.setup.device)
@@ -425,10 +490,8 @@ class Loop:
                         with self.timers("checkpoint"):
                             self.checkpoint_and_sample()
                     bar.update(1)
-                    if distributed.any_rank(self.ctx, stop.requested):  # all ranks stop after the same iteration
-                        raise _AgreedStop
-            except (KeyboardInterrupt, _AgreedStop) as exc:
-                self.interrupted(agreed=isinstance(exc, _AgreedStop))
+            except _AgreedStop:
+                self.interrupted()
 
     def set_learning_rate(self, iteration: int) -> float:
         """The schedule is a pure function of the iteration, so resuming needs only the iteration."""
@@ -474,14 +537,10 @@ class Loop:
             state["world_size"] = ctx.world_size
             state["ranks"] = distributed.gather(ctx, rank_state(method))
         self.tracker.save_checkpoint(state, self.iteration)
-        self.checkpointed = self.iteration
 
-    def interrupted(self, agreed: bool) -> None:
-        """Ctrl-C or SIGTERM: checkpoint where the ranks stopped together, then raise
-        :class:`Interrupted`. A second Ctrl-C stops a rank of a DDP run at once, mid-iteration: the
-        ranks are out of step and cannot checkpoint together; the run resumes from its last checkpoint."""
-        if self.ctx.distributed and not agreed:
-            raise Interrupted(self.tracker.run_id, self.checkpointed) from None
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: checkpoint where the ranks stopped together (the metrics up to there
+        flushed first), then raise :class:`Interrupted`; the run is then marked KILLED."""
         self.checkpoint()
         raise Interrupted(self.tracker.run_id, self.iteration) from None
 

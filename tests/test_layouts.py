@@ -130,11 +130,12 @@ def test_missing_label_is_named(datasets, tmp_path):
     assert label.name in str(err.value)
 
 
-def test_mixed_sizes_need_a_size(datasets, tmp_path):
+def test_a_file_of_another_size_is_named(datasets, tmp_path):
     copy = shutil.copytree(datasets["aligned"], tmp_path / "aligned")
     Image.new("RGB", (40, 20)).save(copy / "train" / "9.png")
-    with pytest.raises(DataError, match="different sizes"):
+    with pytest.raises(DataError, match="share one size") as err:
         load_split(copy, "train")
+    assert str(copy / "train" / "9.png") in str(err.value)
     assert load_split(copy, "train", size=16).photos.shape == (5, 3, 16, 16)
 
 

@@ -123,6 +123,7 @@ class _Decoded:
     photo: np.ndarray | None = None  # (H, W, 3) uint8
     label: np.ndarray | None = None  # (H, W) train ids
     label_color: np.ndarray | None = None  # (H, W, 3) uint8: X
+    native: tuple[int, int] = (0, 0)  # (width, height) in the file, before any resize
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def _decode(task: _Task, recipe: _Recipe) -> _Decoded:
         data = task.path.read_bytes()
         img = Image.open(BytesIO(data))
         img.load()
-        decoded = _Decoded(hashlib.sha256(data).digest())
+        decoded = _Decoded(hashlib.sha256(data).digest(), native=img.size)
         if task.role == "ids":
             ids = np.asarray(img)
             if ids.ndim != 2 or ids.max(initial=0) > 255:
@@ -237,13 +238,27 @@ def _decode(task: _Task, recipe: _Recipe) -> _Decoded:
     return decoded
 
 
-def _stack(arrays: list[np.ndarray], folder: Path, what: str) -> np.ndarray:
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        sizes = ", ".join(f"{s[1]}x{s[0]}" for s in sorted(shapes)[:3])
-        raise DataError(f"{what} in {folder} have different sizes ({sizes}): pass a size to "
-                        "resize them")
+def _stack(arrays: list[np.ndarray], paths: list[Path], folder: Path, what: str) -> np.ndarray:
+    """One array of ``arrays``; the file of another size than the most common one is named."""
+    shapes = [a.shape for a in arrays]
+    common = max(set(shapes), key=shapes.count)
+    for array, path in zip(arrays, paths):
+        if array.shape != common:
+            h, w = array.shape[:2]
+            raise DataError(f"{path} is {w}x{h} while the other {what} in {folder} are {common[1]}x{common[0]}; "
+                            f"the split's {what} must share one size: resize or replace that file")
     return np.stack(arrays)
+
+
+def _check_pairs(photo_tasks: list[_Task], label_tasks: list[_Task], decoded: list[_Decoded]) -> None:
+    """A label map annotates its photo pixel for pixel, so both files have the same size."""
+    photos, labels = decoded[: len(photo_tasks)], decoded[len(photo_tasks):]
+    for photo_task, label_task, photo, label in zip(photo_tasks, label_tasks, photos, labels):
+        if photo.native != label.native:
+            (pw, ph), (lw, lh) = photo.native, label.native
+            raise DataError(f"label {label_task.path} is {lw}x{lh} but its photo {photo_task.path} is {pw}x{ph}; a "
+                            f"label map must match its photo pixel for pixel: re-export it at {pw}x{ph} or remove "
+                            "the pair")
 
 
 def _cityscapes_tasks(root: Path, split: str) -> tuple[list[_Task], list[_Task], Path]:
@@ -323,10 +338,15 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
     for task, item in zip(tasks, decoded):
         digest.update(task.path.relative_to(root).as_posix().encode() + b"\0" + item.file_hash)
 
-    photos = _stack([d.photo for d in decoded if d.photo is not None], photo_dir, "photos")
-    labels = _stack([d.label for d in decoded if d.label is not None], photo_dir, "labels")
-    label_colors = _stack([d.label_color for d in decoded if d.label_color is not None], photo_dir,
-                          "colour label maps")
+    if len(photo_tasks) == len(label_tasks):  # Cityscapes, or an unaligned set paired by file order
+        _check_pairs(photo_tasks, label_tasks, decoded)
+
+    def stack(field: str, what: str) -> np.ndarray:
+        found = [(getattr(d, field), t.path) for t, d in zip(tasks, decoded) if getattr(d, field) is not None]
+        return _stack([array for array, _ in found], [path for _, path in found], photo_dir, what)
+
+    photos, labels, label_colors = stack("photo", "photos"), stack("label", "labels"), \
+        stack("label_color", "colour label maps")
     return Split(
         photos=torch.from_numpy(photos).permute(0, 3, 1, 2).contiguous(),
         label_colors=torch.from_numpy(label_colors).permute(0, 3, 1, 2).contiguous(),
@@ -338,6 +358,20 @@ def load_split(root: str | os.PathLike, split: str, size: int | tuple[int, int] 
         root=str(root),
         prep=prep,
     )
+
+
+def split_digest(root: str | os.PathLike, split: str) -> str:
+    """The ``digest`` :func:`load_split` gives ``split``, from the files' bytes without decoding any."""
+    root = Path(root)
+    photo_tasks, label_tasks, _ = _TASKS[detect_layout(root)](root, split)
+    digest = hashlib.sha256()
+    for task in photo_tasks + label_tasks:
+        try:
+            data = task.path.read_bytes()
+        except OSError as err:
+            raise DataError(f"cannot read {task.path} ({err.strerror}): restore the file") from None
+        digest.update(task.path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:16]
 
 
 def photo_names(root: str | os.PathLike, split: str) -> list[str]:

@@ -333,7 +333,7 @@ class _Scene:
 
     def draw_ground(self, street: _Street) -> None:
         """Road, parking lanes, sidewalks, verges and open ground, by lateral band, with textures."""
-        rng, c = self.rng, self.canvas
+        c = self.canvas
         y0 = int(np.floor(self.yh))
         win = (slice(y0, c.h), slice(0, c.w))
         rows = np.arange(y0, c.h, dtype=np.float32)[:, None] + 0.5

@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 from urllib.parse import unquote, urlparse
 
 from cgbench.errors import CgbenchError
+from cgbench.paths import make_folder
 from cgbench.report import render, study
 from cgbench.report.aggregate import RunRecord, TableResult, fill_table
 from cgbench.protocol import (
@@ -112,6 +113,21 @@ def select_runs(client, experiment: str | None, sweep_run_id: str | None):
                            "or --tracking-uri URI (list experiments with `mlflow ui`)")
     runs = _all_runs(client, [exp.experiment_id], "attributes.status = 'FINISHED'")
     return exp.name, f"experiment '{exp.name}'", exp.name, runs
+
+
+def one_per_seed(runs) -> tuple[list, list]:
+    """(the newest run of each (row, seed), the older copies): a seed counts once, however many
+    runs repeat it. Runs without a seed (rows scored outside cgbench) are all kept."""
+    kept, copies, seen = [], [], set()
+    for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id), reverse=True):
+        tags = run.data.tags
+        key = (tags.get(TAG_PREFIX + "row", ""), tags.get(TAG_PREFIX + "seed", ""))
+        if key[1] and key in seen:
+            copies.append(run)
+            continue
+        seen.add(key)
+        kept.append(run)
+    return kept, copies
 
 
 def _row_runs(runs) -> tuple[list[RunRecord], list[RunRecord]]:
@@ -458,14 +474,22 @@ def build_report(
 
 
 def _chosen_records(runs, source: str, paper_numbers: list[int]) -> tuple[list[RunRecord], list[str]]:
-    """The evaluated row runs of Tables 2-5, checked not to mix settings, and notes on what is left out."""
+    """The evaluated row runs of Tables 2-5 (one per row and seed), checked not to mix settings, and
+    notes on what is left out."""
     records, waiting = _row_runs(runs) if paper_numbers else ([], [])
     if paper_numbers and not records:
         hint = (f" ({len(waiting)} finished run(s) are not evaluated yet: cgbench eval --run RUN_ID)"
                 if waiting else " (train with cgbench run, then score with cgbench eval --run RUN_ID)")
         raise CgbenchError(f"no finished, evaluated runs in {source}{hint}")
     check_not_mixed(records, source)
+    records_by_id = {r.run_id: r for r in records}
+    kept, copies = one_per_seed([run for run in runs if run.info.run_id in records_by_id])
+    records = [records_by_id[run.info.run_id] for run in kept]
     notes = []
+    if copies:
+        ids = ", ".join(run.info.run_id[:8] for run in copies[:5]) + (" ..." if len(copies) > 5 else "")
+        notes.append(f"{len(copies)} evaluated run(s) repeat a row and seed that is already counted and are left "
+                     f"out (a seed counts once: the newest run of each is used): {ids}")
     if waiting:
         ids = ", ".join(r.run_id[:8] for r in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
         notes.append(f"{len(waiting)} finished run(s) have no evaluation metrics and are left out "
@@ -529,11 +553,13 @@ def _write_and_log(report: Report, out_dir: str | Path | None, tracking_uri: str
     a report run of the experiment."""
     texts = {"md": report.markdown, "tex": report.latex, "csv": report.csv, "html": report.html}
     with tempfile.TemporaryDirectory() as tmpdir:
-        folder = Path(out_dir) if out_dir is not None else Path(tmpdir)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = make_folder(out_dir if out_dir is not None else tmpdir, "the report folder")
         for ext in FORMATS:
             path = folder / f"{safe_name(report.name)}.{ext}"
-            path.write_text(texts[ext], encoding="utf-8")
+            try:
+                path.write_text(texts[ext], encoding="utf-8")
+            except OSError as err:
+                raise CgbenchError(f"cannot write {path} ({err.strerror}); pick another --out") from None
             report.paths[ext] = path
         if tracking_uri is not False:
             tracker = RunTracker.create(tracking_uri, exp_name, f"report-{report.name}", {
