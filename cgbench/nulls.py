@@ -48,11 +48,13 @@ def ensure_nulls(
     batch_size: int = 16,
     progress: bool = False,
     echo: Callable[[str], None] = print,
+    options: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Every null row that the evaluators ``metrics`` can score, for dataset ``data`` at
-    ``image_size``: found again, or scored and recorded now. Returns {row: run id}."""
+    ``image_size``: found again, or scored and recorded now. Returns {row: run id}. ``options``:
+    evaluator settings (``--set key=value``)."""
     client = client_for(tracking_uri)
-    classes = select_evaluators(metrics)
+    classes = select_evaluators(metrics, options)
     dev = resolve_device(device)
     ref = datasets.resolve(data, image_size, echo=echo)
     train_split = load_split(ref.root, "train", photo_size=image_size)
@@ -63,7 +65,8 @@ def ensure_nulls(
                  if needs_fcn(classes) else None)
     val_split = load_val_split(ref.root, image_size)
     sources = null_sources(train_split, val_split, image_size, DERANGEMENT_SEED)
-    context = EvalContext(val_split, image_size, dev, batch_size, 4, loaders={"fcn": lambda: segmenter})
+    context = EvalContext(val_split, image_size, dev, batch_size, 4, loaders={"fcn": lambda: segmenter},
+                          options=options)
     found: dict[str, str] = {}
     for direction, rows in NULL_ROWS.items():
         scorers = [c for c in classes if c.direction == direction]
