@@ -216,12 +216,12 @@ def _train_and_report(options: dict) -> None:
     result = train(**options, echo=click.echo if main_rank else (lambda *_: None))
     if not main_rank:
         return
+    from cgbench.tracking import client_for, ui_link
+
     tracking_uri = options["tracking_uri"]
-    click.echo(
-        f"Run {result.run_id} {result.status.lower()} after {result.iterations} iterations "
-        f"({result.sec_per_iter:.3f} s/iter median). Compare runs with: mlflow ui"
-        + (f" --backend-store-uri {tracking_uri}" if tracking_uri else "")
-    )
+    click.echo(f"Run {result.run_id} {result.status.lower()} after {result.iterations} iterations "
+               f"({result.sec_per_iter:.3f} s/iter median). See it with: "
+               f"{ui_link(client_for(tracking_uri), result.run_id, tracking_uri)}")
 
 
 @handle_errors
@@ -482,8 +482,10 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
             report = ev.evaluate_checkpoint(checkpoint, arch, norm, req, echo=click.echo)
     for line in ev.format_report(report):
         click.echo(line)
-    click.echo(f"Recorded in run {report.run_id} at step {report.step}. Compare runs with: mlflow ui"
-               + (f" --backend-store-uri {tracking_uri}" if tracking_uri else ""))
+    from cgbench.tracking import client_for, ui_link
+
+    click.echo(f"Recorded in run {report.run_id} at step {report.step}. See it with: "
+               f"{ui_link(client_for(tracking_uri), report.run_id, tracking_uri)}")
 
 
 def _list_evaluators() -> None:

@@ -56,6 +56,35 @@ def run_data_root(run, data_value: str, override: str | None = None, image_size:
     return datasets.resolve(data_value, image_size, generate=False).root
 
 
+@dataclass
+class TrainedRun:
+    """A run made by ``cgbench run``, opened for scoring: its record, config, checkpoint step and
+    translators (networks from its newest checkpoint, in evaluation mode)."""
+
+    run: Any
+    config: Any
+    step: int
+    source: Source
+
+
+def open_trained_run(client, run_id: str, device, purpose: str) -> TrainedRun:
+    """``run_id``'s translators, refusing runs that translate nothing or have no checkpoint;
+    ``purpose`` ("evaluated", "shown in a study") names what cannot be done otherwise."""
+    from cgbench.protocol import NULL_METHOD, REPORT_METHOD, SWEEP_METHOD
+
+    run = get_run(client, run_id)
+    kind = run.data.tags.get(TAG_PREFIX + "method")
+    if kind in (FCN_METHOD, NULL_METHOD, REPORT_METHOD, SWEEP_METHOD, "bench", "external"):
+        raise CgbenchError(f"run {run_id} is not a run made by `cgbench run` (cgbench.method={kind}); give the id "
+                           "of a training run")
+    config = recorded_config(client, run_id, purpose)
+    state = load_run_checkpoint(client, run_id, map_location=device)
+    if state is None:
+        raise CgbenchError(f"run {run_id} has no checkpoint; train it with cgbench run or resume it "
+                           f"(cgbench run --resume {run_id})")
+    return TrainedRun(run, config, int(state.get("iteration", 0)), run_source(config, state, run_id, device))
+
+
 def needs_fcn(classes: list[type[Evaluator]]) -> bool:
     return any("fcn" in c.needs for c in classes)
 
@@ -101,24 +130,16 @@ def evaluate(
         raise CgbenchError(f"--batch-size must be >= 1, got {batch_size}")
     classes = select_evaluators(metrics, options)
     client = client_for(tracking_uri)
-    run = get_run(client, run_id)
-    tags = run.data.tags
-    if tags.get(TAG_PREFIX + "method") == FCN_METHOD:
-        raise CgbenchError(f"run {run_id} is an FCN (evaluator) run; give the id of a run made by `cgbench run`")
-    config = recorded_config(client, run_id, "evaluated")
     dev = resolve_device(device)
-    state = load_run_checkpoint(client, run_id, map_location=dev)
-    if state is None:
-        raise CgbenchError(f"run {run_id} has no checkpoint; train it with cgbench run or resume it "
-                           f"(cgbench run --resume {run_id})")
-    step = int(state.get("iteration", 0))
+    trained = open_trained_run(client, run_id, dev, "evaluated")
+    run, config, step, tags = trained.run, trained.config, trained.step, trained.run.data.tags
     root = run_data_root(run, config.data, data, config.image_size)
     segmenter = None
     if needs_fcn(classes):  # resolved before any work, so a missing FCN fails fast
         segmenter = load_fcn(fcn, client, dev, arch=fcn_arch, digest=tags.get(TAG_PREFIX + "dataset_digest"),
                              image_size=config.image_size, data_root=root, echo=echo, strict=fcn_strict)
     split = load_val_split(root, config.image_size)
-    source = run_source(config, state, run_id, dev)
+    source = trained.source
     context = EvalContext(split, config.image_size, dev, batch_size, n_samples, run_id,
                           loaders={"fcn": lambda: segmenter}, options=options)
     echo(f"Evaluating run {run_id} (step {step}) with {', '.join(c.name for c in classes)} on "

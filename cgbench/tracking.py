@@ -357,9 +357,21 @@ def _artifact_root(tracking_uri: str) -> str | None:
     return (db.resolve().parent / "mlruns").as_uri()
 
 
-#: MLflow 3 opens a new experiment in its GenAI view (traces, prompts); this tag opens it in the
-#: model-training view, where runs, their metrics and their comparison are.
+#: MLflow 3 opens a new experiment in its GenAI view (traces, prompts); this tag marks it as model
+#: training, where runs, their metrics and their comparison are. (MLflow 3.17's UI takes the view
+#: from one switch for all experiments, which a link's ``?workflowType=machine_learning`` sets:
+#: :func:`ui_link`.)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+UI_ADDRESS = "http://127.0.0.1:5000"  # where a plain `mlflow ui` serves
+
+
+def ui_link(client: MlflowClient, run_id: str, tracking_uri: str | None = None) -> str:
+    """How to look at a run: the ``mlflow ui`` command for its store and the address of its
+    experiment's runs in the model-training view."""
+    run = client.get_run(run_id)
+    command = "mlflow ui" + (f" --backend-store-uri {tracking_uri}" if tracking_uri else "")
+    return (f"{command}, then open {UI_ADDRESS}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+            "?workflowType=machine_learning")
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:

@@ -407,3 +407,40 @@ def test_cogan_translates_by_a_seeded_latent_search_under_inference_mode():
     assert error(30) < error(0)  # the search finds codes that reproduce the input better
     with torch.no_grad():
         assert method.photo_to_labels(x).shape == x.shape
+
+
+def test_pix2pix_runs_as_its_authors_run_it():
+    """Batch norm on the batch's own statistics, D updated before G, test-time dropout as noise (seeded).
+    (At 128 px the U-Net has the 8·ngf-wide levels that carry dropout.)"""
+    method = _method(Pix2Pix, image_size=128, load_size=143)
+    norms = [m for net in method.networks.values() for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert method.norm == "batch" and norms and not any(m.track_running_stats for m in norms)
+    assert method.extra_tags()["norm"] == "batch"
+    order = []
+    for name, optimizer in method.optimizers.items():
+        step = optimizer.step
+        optimizer.step = lambda *a, _step=step, _name=name, **k: (order.append(_name), _step(*a, **k))[1]
+    x, y = _batch(size=128)
+    method.train_step(x, y)
+    assert order == ["D", "G"]
+
+    method.train(False)
+    with torch.no_grad():
+        first, second = method.labels_to_photo(x), method.labels_to_photo(x)
+        again = _method(Pix2Pix, image_size=128, load_size=143)
+        again.load_translators({k: v.state_dict() for k, v in method.networks.items()})
+        again.train(False)
+        replay = again.labels_to_photo(x)
+        deterministic = method.G(x)  # eval mode: no dropout
+    assert not torch.equal(first, second)  # dropout draws differ from call to call ...
+    assert torch.equal(replay, first)  # ... from a seeded stream, so a score is reproducible
+    assert not torch.equal(first, deterministic)
+    assert not method.G.training  # the networks are left in evaluation mode
+
+
+def test_norm_is_each_methods_own_unless_asked():
+    assert _method(Pix2Pix, norm="instance").norm == "instance"
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in _method(Pix2Pix, norm="instance").G.modules())
+    assert _method(SimGAN).norm == "instance"
+    with pytest.raises(ConfigError, match="builds instance norm only"):
+        _method(SimGAN, norm="batch")

@@ -275,4 +275,4 @@ def test_missing_fcn_says_how_to_train_one(synth_dir, tracking_uri):
 
 def test_evaluating_an_fcn_run_is_refused(trained):
     code, out = _cli("eval", "--run", trained.fcn_id, "--tracking-uri", trained.uri)
-    assert code == 2 and "is an FCN (evaluator) run" in out
+    assert code == 2 and "is not a run made by `cgbench run` (cgbench.method=fcn)" in out

@@ -129,7 +129,7 @@ SCORES = {  # row → labels2photo per-pixel acc per seed (per-class, IoU derive
 def make_run(uri, experiment, row, seed, pixel, parent=None, evaluated=True, samples=False, dataset="synthcity",
              preset="tiny", status="FINISHED", **extra_tags) -> str:
     method = row if row in ("simgan", "feature-gan", "pix2pix", "bigan", "cogan") else "cyclegan"
-    tags = {"cgbench.method": method, "cgbench.row": row, "cgbench.ablation": "" if method != "cyclegan" else row,
+    tags = {"cgbench.method": method, "cgbench.image_size": "32", "cgbench.row": row, "cgbench.ablation": "" if method != "cyclegan" else row,
             "cgbench.dataset": dataset, "cgbench.dataset_digest": f"{dataset}-digest", "cgbench.preset": preset,
             "cgbench.seed": str(seed), "cgbench.eval.fcn.fcn": "run fcn0", **extra_tags}
     tracker = RunTracker.create(uri, experiment, f"{row}-seed{seed}", tags, parent_run_id=parent)
@@ -171,10 +171,18 @@ def store(tmp_path_factory):
     make_run(uri, "sweeps", "no-cycle", 0, 0.3, parent=parent.run_id)
     make_run(uri, "sweeps", "no-cycle", 1, 0.9)  # same experiment, not in the sweep
     parent.end()
-    # mixed presets
+    # mixed presets, precisions, data preparations
     make_run(uri, "mixed", "cyclegan", 0, 0.5, preset="tiny")
     make_run(uri, "mixed", "cyclegan", 1, 0.5, preset="cpu")
-    return {"uri": uri, "root": root, "sweep": parent.run_id}
+    bf16 = make_run(uri, "precisions", "cyclegan", 0, 0.5, **{"cgbench.precision": "bf16"})
+    make_run(uri, "precisions", "cyclegan", 1, 0.5, **{"cgbench.precision": "fp32"})
+    authors = make_run(uri, "preps", "cyclegan", 0, 0.5, **{"cgbench.prep": "authors"})
+    make_run(uri, "preps", "cyclegan", 1, 0.5, **{"cgbench.prep": "clean"})
+    # the floor: null rows of the same data and FCN, in an experiment of their own
+    for row, value in (("null-identity", 0.30), ("null-mean-photo", 0.45), ("null-random-photo", 0.40),
+                       ("null-majority-labels", 0.50), ("null-random-labels", 0.20)):
+        make_run(uri, "nulls", row, 0, value, **{"cgbench.method": "null", "cgbench.seed": ""})
+    return {"uri": uri, "root": root, "sweep": parent.run_id, "bf16": bf16, "authors": authors}
 
 
 def test_build_report_from_mlflow(store, tmp_path):
@@ -331,3 +339,56 @@ def test_html_page_renders(store, tmp_path):
     assert found, f"chromium printed no result (rc {done.returncode}): {done.stderr[-2000:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))
     assert result == {"n": len(srcs), "loaded": len(srcs), "tables": 4}
+
+
+# --- the floor ---------------------------------------------------------------------------------------
+
+
+def test_above_p_is_the_one_sided_one_sample_t_test():
+    values = [0.52, 0.55, 0.49, 0.51]
+    assert aggregate_module().above_p(values, 0.45) == pytest.approx(
+        stats.ttest_1samp(values, 0.45, alternative="greater").pvalue)
+    assert aggregate_module().above_p([0.5], 0.1) is None  # n < 2: no test
+    assert aggregate_module().above_p([0.5, 0.5], 0.4) == 0.0 and aggregate_module().above_p([0.5, 0.5], 0.6) == 1.0
+
+
+def aggregate_module():
+    from cgbench.report import aggregate as module
+
+    return module
+
+
+def test_null_rows_and_clears_floor_in_every_table(store, tmp_path):
+    report = build_report(store["uri"], experiment="study", out_dir=tmp_path, figures=False, log_to_mlflow=False)
+    rows = list(csv.DictReader(io.StringIO(report.csv)))
+    by_table = {(int(r["table"]), r["row"], r["metric"]): r for r in rows}
+    for table, nulls in ((2, ("null-identity", "null-mean-photo", "null-random-photo")),
+                         (4, ("null-identity", "null-mean-photo", "null-random-photo")),
+                         (3, ("null-majority-labels", "null-random-labels")),
+                         (5, ("null-majority-labels", "null-random-labels"))):
+        assert {r["row"] for r in rows if int(r["table"]) == table and r["row"].startswith("null-")} == set(nulls)
+    # labels→photo floor: the best null (mean photo, 0.45 per-pixel); CycleGAN's 0.50, 0.54, 0.52 clear it,
+    # no-cycle's 0.40, 0.42, 0.41 do not, cycle-only (n = 1) cannot be tested.
+    cyclegan, no_cycle = by_table[(4, "cyclegan", "per_pixel_acc")], by_table[(4, "no-cycle", "per_pixel_acc")]
+    assert float(cyclegan["floor"]) == pytest.approx(0.45)
+    assert cyclegan["p_vs_floor"] and float(cyclegan["p_vs_floor"]) == pytest.approx(
+        stats.ttest_1samp([0.50, 0.54, 0.52], 0.45, alternative="greater").pvalue)
+    assert (cyclegan["clears_floor"], no_cycle["clears_floor"]) == ("true", "false")
+    assert by_table[(4, "cycle-only", "per_pixel_acc")]["clears_floor"] == "false"
+    assert by_table[(4, "null-mean-photo", "per_pixel_acc")]["clears_floor"] == ""
+    # photo→labels: the best null (majority labels) scores 0.55 per-pixel; CycleGAN's 0.55-0.59 ...
+    assert float(by_table[(5, "cyclegan", "per_pixel_acc")]["floor"]) == pytest.approx(0.55)
+    table4 = report.markdown.split("**Table 4.")[1].split("**Table 5.")[0]
+    assert "| Null: the mean training photo | 1 | 0.450 |" in table4 and "0.520 ± " in table4 and "▴" in table4
+    assert "The floor is what a translator that learned nothing scores" in report.markdown
+
+
+def test_a_table_never_mixes_precisions_or_data_preparations(store, tmp_path):
+    from cgbench.cli import main
+
+    for experiment, what, run_id in (("precisions", "precisions", store["bf16"]),
+                                     ("preps", "data preparations", store["authors"])):
+        out = CliRunner().invoke(main, ["report", "--experiment", experiment, "--tracking-uri", store["uri"],
+                                        "--out", str(tmp_path)])
+        assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+        assert f"mix {what}" in out.output and run_id[:8] in out.output

@@ -4,7 +4,7 @@ target domain shown beside them.
 For direction ``labels2photo`` the generated images are G(label map) and the real ones are
 validation photos; for ``photo2labels`` they are F(photo) and real colour label maps. Both are
 S×S at the run's resolution S: the real images are exactly what the opposite generator is fed
-(:func:`cgbench.evaluate.translator_inputs`: photos resized bilinearly with antialiasing, label
+(:func:`cgbench.scoring.engine.translator_inputs`: photos resized bilinearly with antialiasing, label
 maps resized by nearest neighbour and coloured), so real and generated images went through the
 same resizing as in training. Every image is an 8-bit RGB PNG written with compression level 0
 (stored deflate blocks, no metadata), so every image of a run has the same byte length whatever
@@ -69,30 +69,18 @@ class RunSource:
 
 
 def run_source(client, run_id: str, direction: str, device: str = "auto") -> RunSource:
-    """Rebuild ``run_id``'s method from its recorded config and load the translator of
-    ``direction`` from its newest checkpoint (as ``cgbench eval`` does). The one place the study
-    turns a run into a translator."""
-    from cgbench.evaluate import run_data_root
-    from cgbench.methods import get_method
-    from cgbench.tracking import TAG_PREFIX, get_run, load_run_checkpoint, recorded_config
-    from cgbench.train import resolve_device
+    """``run_id``'s translator of ``direction``, from its newest checkpoint (as ``cgbench eval``
+    opens a run: :func:`cgbench.evaluate.open_trained_run`)."""
+    from cgbench.devices import resolve_device
+    from cgbench.evaluate import open_trained_run, run_data_root
+    from cgbench.protocol import TAG_PREFIX
 
-    run = get_run(client, run_id)
-    if run.data.tags.get(TAG_PREFIX + "method") in ("fcn", "report", "bench"):
-        raise CgbenchError(f"run {run_id} is not a translation run; give the id of a run made by `cgbench run`")
-    config = recorded_config(client, run_id, "shown in a study")
     dev = resolve_device(device)
-    state = load_run_checkpoint(client, run_id, map_location=dev)
-    if state is None:
-        raise CgbenchError(f"run {run_id} has no checkpoint; train it with cgbench run or resume it "
-                           f"(cgbench run --resume {run_id})")
-    method = get_method(config.method)(config, dev)
-    method.load_translators(state["method"]["networks"])
-    method.train(False)
-    translate = method.labels_to_photo if direction == "labels2photo" else method.photo_to_labels
-    root = run_data_root(run, config.data, None, config.image_size)
-    return RunSource(translate, dev, int(state.get("iteration", 0)), config.image_size, root,
-                     run.data.tags.get(TAG_PREFIX + "dataset", root.name))
+    trained = open_trained_run(client, run_id, dev, "shown in a study")
+    config, translate = trained.config, trained.source.translators[direction]
+    root = run_data_root(trained.run, config.data, None, config.image_size)
+    return RunSource(lambda inputs: translate(inputs, None), dev, trained.step, config.image_size, root,
+                     trained.run.data.tags.get(TAG_PREFIX + "dataset", root.name))
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -121,7 +109,7 @@ def make_image_set(client, run_id: str, direction: str, device: str = "auto", ba
     import torch
 
     from cgbench.data.sampler import to_uint8
-    from cgbench.evaluate import load_val_split, translator_inputs
+    from cgbench.scoring.engine import load_val_split, translator_inputs
 
     source = run_source(client, run_id, direction, device)
     size = source.image_size
