@@ -275,6 +275,8 @@ def check_evaluator_class(obj: Any, entry_name: str) -> type[Evaluator]:
                           f"(it provides: {', '.join(RESOURCES)})")
     if not obj.metrics or not all(isinstance(m, str) and m for m in obj.metrics):
         raise PluginError(f"evaluator {name!r} declares no metrics")
+    if not (isinstance(obj.options, dict) and all(isinstance(k, str) and k for k in obj.options)):
+        raise PluginError(f"evaluator {name!r} declares options that are not a dict of names to descriptions")
     return obj
 
 

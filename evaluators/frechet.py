@@ -8,10 +8,10 @@ For features X (n × d) and Y (m × d) with means μ_X, μ_Y and sample covarian
 
 The trace of the square root is computed in the symmetric form tr (Σ_X^½ Σ_Y Σ_X^½)^½ (the
 two products are similar matrices, so they share their eigenvalues): both square roots are of
-symmetric positive semi-definite matrices, taken through ``eigh`` with round-off negatives clipped
-to 0, so the result is real without discarding an imaginary part, and exact for rank-deficient
-covariances (fewer images than feature dimensions), where ``scipy.linalg.sqrtm`` of the product
-is ill-conditioned.
+symmetric positive semi-definite matrices, taken through ``eigh`` with eigenvalues below round-off
+set to 0, so the result is real without discarding an imaginary part, and stays accurate for
+rank-deficient covariances (fewer images than feature dimensions), where ``scipy.linalg.sqrtm`` of
+the product is ill-conditioned.
 """
 
 from __future__ import annotations
@@ -30,10 +30,18 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False, ddof=1).reshape(x.shape[1], x.shape[1])
 
 
+def _psd_eigenvalues(values: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD matrix with round-off removed: those below what float64 can
+    tell from 0 at the matrix's scale (d · eps · the largest, as ``numpy.linalg.matrix_rank``) are
+    0, so a rank-deficient covariance does not add the square roots of its rounding errors."""
+    tolerance = len(values) * np.finfo(np.float64).eps * float(np.abs(values).max(initial=0.0))
+    return np.where(values > tolerance, values, 0.0)
+
+
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     """The symmetric square root of a symmetric positive semi-definite matrix."""
     values, vectors = linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    return (vectors * np.sqrt(_psd_eigenvalues(values))) @ vectors.T
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -45,7 +53,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
                          f"{sigma1.shape}, {sigma2.shape}")
     root = _psd_sqrt(sigma1)
     middle = linalg.eigvalsh(root @ sigma2 @ root)
-    trace_sqrt = float(np.sqrt(np.clip(middle, 0, None)).sum())
+    trace_sqrt = float(np.sqrt(_psd_eigenvalues(middle)).sum())
     distance = float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
     return max(distance, 0.0)  # a distance; round-off can leave -1e-12 for identical statistics
 

@@ -43,7 +43,7 @@ KID_SUBSETS = 100  # torchmetrics' and torch-fidelity's default
 KID_SUBSET_SIZE = 1000  # the same; never more than the split has
 KID_SEED = 0  # the subsets are drawn with this seed, so a score is reproducible
 
-__all__ = ["FID", "KID", "InceptionFeatures", "load_inception", "weights_path"]
+__all__ = ["FID", "KID", "InceptionFeatures", "kernel_inception_distance", "load_inception", "weights_path"]
 
 
 #: Where torch-fidelity downloads the file from (its URL_INCEPTION_V3); named, never fetched.
@@ -157,20 +157,6 @@ class _InceptionEvaluator(Evaluator):
     def check(cls, options: dict[str, str]) -> None:
         weights_path(options)
 
-    def update(self, batch: Batch) -> None:
-        t = time.perf_counter()
-        features = self.features.generated(batch)
-        t = self._tick("inception", t)
-        self.metric.update(features, real=False)
-        self._tick("statistics", t)
-
-    def _add_real(self) -> None:
-        t = time.perf_counter()
-        real = self.features.real()
-        t = self._tick("inception", t)
-        self.metric.update(real, real=True)
-        self._tick("statistics", t)
-
 
 class FID(_InceptionEvaluator):
     """labels→photo: the Fréchet Inception distance of G's photos to the real validation photos."""
@@ -187,10 +173,40 @@ class FID(_InceptionEvaluator):
 
         self.metric = FrechetInceptionDistance(feature=_Given(), normalize=False).to(context.device)
 
+    def update(self, batch: Batch) -> None:
+        t = time.perf_counter()
+        features = self.features.generated(batch)
+        t = self._tick("inception", t)
+        self.metric.update(features, real=False)
+        self._tick("statistics", t)
+
     def compute(self) -> Result:
-        self._add_real()
+        t = time.perf_counter()
+        real = self.features.real()
+        t = self._tick("inception", t)
+        self.metric.update(real, real=True)
         value = float(self.metric.compute())
+        self._tick("statistics", t)
         return Result({"fid": value}, details=self.features.details())
+
+
+def kernel_inception_distance(real: torch.Tensor, generated: torch.Tensor, subset_size: int,
+                              subsets: int = KID_SUBSETS, seed: int = KID_SEED) -> tuple[float, float]:
+    """torchmetrics' KID of two feature sets (n, d): the unbiased MMD² estimator with the cubic
+    kernel (x·y / d + 1)³, averaged over ``subsets`` random subsets of ``subset_size`` of each set
+    (drawn with ``seed``, so the same features give the same numbers); (mean, std over subsets)."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with warnings.catch_warnings():  # "will save all extracted features": 2048 numbers an image
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(feature=_Given(), subsets=subsets, subset_size=subset_size)
+    metric = metric.to(real.device)
+    metric.update(real, real=True)
+    metric.update(generated, real=False)
+    with torch.random.fork_rng(devices=[]):  # the subsets are drawn with torch's CPU generator
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
 
 
 class KID(_InceptionEvaluator):
@@ -205,19 +221,20 @@ class KID(_InceptionEvaluator):
 
     def __init__(self, context: EvalContext):
         super().__init__(context)
-        from torchmetrics.image.kid import KernelInceptionDistance
-
         self.subset_size = min(KID_SUBSET_SIZE, self.n_images)
-        with warnings.catch_warnings():  # "will save all extracted features": 2048 numbers an image
-            warnings.simplefilter("ignore", UserWarning)
-            metric = KernelInceptionDistance(feature=_Given(), subsets=KID_SUBSETS, subset_size=self.subset_size)
-        self.metric = metric.to(context.device)
+        self._generated: list[torch.Tensor] = []
+
+    def update(self, batch: Batch) -> None:
+        t = time.perf_counter()
+        self._generated.append(self.features.generated(batch))
+        self._tick("inception", t)
 
     def compute(self) -> Result:
-        self._add_real()
-        with torch.random.fork_rng(devices=[]):  # subsets drawn with torch's CPU generator
-            torch.manual_seed(KID_SEED)
-            mean, std = self.metric.compute()
+        t = time.perf_counter()
+        real = self.features.real()
+        t = self._tick("inception", t)
+        mean, std = kernel_inception_distance(real, torch.cat(self._generated), self.subset_size)
+        self._tick("statistics", t)
         details = {**self.features.details(), "subsets": KID_SUBSETS, "subset_size": self.subset_size,
-                   "seed": KID_SEED, "kernel": "(x·y / 2048 + 1)^3"}
-        return Result({"kid_mean": float(mean), "kid_std": float(std)}, details=details)
+                   "seed": KID_SEED, "kernel": f"(x·y / {FEATURES} + 1)^3"}
+        return Result({"kid_mean": mean, "kid_std": std}, details=details)

@@ -4,16 +4,16 @@ For each evaluator, in the run:
 
 * metrics ``<prefix>/<metric>`` (built-ins: ``eval/labels2photo/...``, ``eval/photo2labels/...``)
   at the given step;
-* artifacts under its artifact folder (``<prefix>/`` unless it names another, as the distance
-  evaluators do: ``eval/fid/``, ...): ``scores.json`` (metrics, per-class values, evaluated class names,
-  what was scored and how), ``per_class.csv``, ``confusion.png``, ``samples.png`` and, when the
-  images were saved, the translated images as lossless PNGs under ``<prefix>/images``;
+* artifacts in its artifact folder (``<prefix>/`` unless it names another, as the distance
+  evaluators do: ``eval/fid/``, ...): ``scores.json`` (metrics, per-class values, evaluated class
+  names, what was scored and how), ``per_class.csv``, ``confusion.png``, ``samples.png``; when the
+  images were saved, the translated images as lossless PNGs under ``eval/<direction>/images``;
 * with the FCN score, the FCN's own "ground truth" scores as ``eval/ground_truth/...`` beside them.
 
 Re-scoring replaces: the evaluator's artifact folder is deleted and re-written (so no evaluator's
-folder may lie inside another's), and metrics go
-through :meth:`RunTracker.log_result_metrics` (an identical value is not duplicated in the metric
-history; a changed value becomes the displayed one). The run's status is not touched.
+folder may lie inside another's), and metrics go through :meth:`RunTracker.log_result_metrics` (an
+identical value is not duplicated in the metric history; a changed value becomes the displayed
+one). The run's status is not touched.
 """
 
 from __future__ import annotations
