@@ -42,14 +42,12 @@ FEATURES = 2048  # the pool3 features FID and KID are defined on
 KID_SUBSETS = 100  # torchmetrics' and torch-fidelity's default
 KID_SUBSET_SIZE = 1000  # the same; never more than the split has
 KID_SEED = 0  # the subsets are drawn with this seed, so a score is reproducible
-
-__all__ = ["FID", "KID", "InceptionFeatures", "kernel_inception_distance", "load_inception", "weights_path"]
-
-
 #: Where torch-fidelity downloads the file from (its URL_INCEPTION_V3); named, never fetched.
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 HOW_TO_GET_IT = (f"download {WEIGHTS_URL} on a machine with internet and give the file with "
                  f"--set {OPTION}=PATH (or ${ENV}=PATH)")
+
+__all__ = ["FID", "KID", "InceptionFeatures", "kernel_inception_distance", "load_inception", "weights_path"]
 
 
 def weights_path(options: dict[str, str]) -> Path:

@@ -80,7 +80,7 @@ def distance_text(row: RowResult, metric: str, pm: str = "±") -> str:
 
 def distances_caption(result: TableResult) -> str:
     shown = distance_columns(result)
-    parts = [f"{LOWER_MARK} lower is better."] if shown else []
+    parts = [f"{LOWER_MARK} lower is better."]
     if "fid" in shown or "kid_mean" in shown:
         parts.append("FID, KID: G's photos against the real validation photos in Inception features (torchmetrics, "
                      "antialias=False); KID is each run's mean over its subsets (their spread: kid_std in the CSV).")
@@ -146,9 +146,7 @@ def caption_details(result: TableResult) -> str:
                      "(paper value from the pix2pix paper).")
     if result.ladder:
         parts.append(result.ladder)
-    if distance_columns(result):
-        parts.append(distances_caption(result))
-    return " ".join(parts)
+    return " ".join(parts + ([distances_caption(result)] if distance_columns(result) else []))
 
 
 def caption(result: TableResult) -> str:
@@ -184,7 +182,8 @@ def markdown_table(result: TableResult) -> str:
     header += [distance_header(m) for m in distances]
     lines = [f"**{_md_escape(heading(result))}** {_md_escape(caption_details(result))}", "",
              "| " + " | ".join(header) + " |",
-             "|" + "|".join([":---", "--:"] + ["--:"] * (2 * len(METRICS)) + [":--"] + ["--:"] * len(distances)) + "|"]
+             "|" + "|".join([":---", "--:"] + ["--:"] * (2 * len(METRICS)) + [":--"] + ["--:"] * len(distances))
+             + "|"]
     for row in result.all_rows:
         cells = [_md_escape(row_name(row)), str(row.n)]
         for m in METRICS:
