@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -156,9 +157,15 @@ def _flipped_photos(split) -> Source:
     return Source("mirrored", "test", 32, {"labels2photo": lambda inputs, index: split.photos[index].flip(-1)})
 
 
-def test_fid_and_kid_read_the_named_weights_file(synth_dir, random_weights):
+def _no_network(*args, **kwargs):
+    raise AssertionError("a network connection was attempted")
+
+
+def test_fid_and_kid_read_the_named_weights_file(synth_dir, random_weights, monkeypatch):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
+    monkeypatch.setattr(socket.socket, "connect", _no_network)  # nothing may be downloaded
+    monkeypatch.setattr(socket, "create_connection", _no_network)
     split = load_val_split(synth_dir, 32)
     context = EvalContext(split, 32, torch.device("cpu"), 6, options={"inception_weights": str(random_weights)})
     results = score(_flipped_photos(split), select_evaluators(["fid,kid"], context.options), context,
@@ -233,17 +240,45 @@ def test_list_says_fid_and_kid_are_labels_to_photo_only():
 # --- FD-FCN ---------------------------------------------------------------------------------------------
 
 
-def test_fd_fcn_of_the_real_photos_is_zero(synth_dir):
-    split = load_val_split(synth_dir, 32)
+def _tiny_segmenter(kind: str) -> Segmenter:
+    """Randomly initialised evaluator FCNs of the three kinds fd-fcn reads (any weights will do:
+    the same photos give the same features)."""
+    from cgbench.models.published_fcn import PublishedFCN8s
+    from cgbench.models.segmenter import build_segmenter
+
     torch.manual_seed(0)
-    segmenter = Segmenter(FCN8s(width=4).eval(), "random FCN8s")  # any FCN: the same photos, the same features
+    if kind == "published":  # no batch norm: He-normal weights, or the features vanish
+        model = PublishedFCN8s((4, 4, 8, 8, 8), 16)
+        for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        return Segmenter(model.eval(), "random published FCN-8s", published=True)
+    model = FCN8s(width=4) if kind == "fcn8s" else build_segmenter("fcn_resnet50")
+    return Segmenter(model.eval(), f"random {kind}")
+
+
+@pytest.mark.parametrize("kind", ["fcn8s", "fcn_resnet50", "published"])
+def test_fd_fcn_of_the_real_photos_is_zero(synth_dir, kind):
+    split = load_val_split(synth_dir, 32)
+    segmenter = _tiny_segmenter(kind)
     context = EvalContext(split, 32, torch.device("cpu"), 4, loaders={"fcn": lambda: segmenter})
     real = Source("real", "real", 32, {"labels2photo": lambda inputs, index: split.photos[index]})
-    assert score(real, select_evaluators(["fd-fcn"]), context, progress=False).results["fd-fcn"].metrics[
-        "fd_fcn"] == pytest.approx(0, abs=1e-6)
+    result = score(real, select_evaluators(["fd-fcn"]), context, progress=False).results["fd-fcn"]
+    assert result.metrics["fd_fcn"] == pytest.approx(0, abs=1e-6)
+    width = {"fcn8s": 32, "fcn_resnet50": 2048, "published": 16}[kind]  # the layer before the score heads
+    assert f"({width}-d)" in result.details["features"]
     label_maps = Source("labels", "null", 32, {"labels2photo": lambda inputs, index: inputs})
     assert score(label_maps, select_evaluators(["fd-fcn"]), context, progress=False).results["fd-fcn"].metrics[
-        "fd_fcn"] > 1e-3
+        "fd_fcn"] > 1e-6
+
+
+def test_fd_fcn_refuses_an_fcn_whose_features_it_cannot_find(synth_dir):
+    from cgbench.errors import CgbenchError
+
+    split = load_val_split(synth_dir, 32)
+    segmenter = Segmenter(nn.Conv2d(3, 19, 1), "a bare convolution")
+    context = EvalContext(split, 32, torch.device("cpu"), 4, loaders={"fcn": lambda: segmenter})
+    with pytest.raises(CgbenchError, match="fd-fcn does not know which layer"):
+        score(_flipped_photos(split), select_evaluators(["fd-fcn"]), context, progress=False)
 
 
 @pytest.fixture(scope="module")
