@@ -422,6 +422,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
               help="Evaluator to run (repeatable, or comma-separated). Default: fcn and seg (one direction: its "
                    "own). See --list.")
 @click.option("--list", "list_evaluators", is_flag=True, help="Show every installed evaluator and exit.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="An evaluator option (repeatable), e.g. --set inception_weights=PATH for fid and kid. See --list.")
 @click.option("--fcn", "fcn", default=None, metavar="RUN_ID|PATH",
               help="The evaluator FCN: an FCN run id, a .pt file (checkpoint or bare state dict), or the "
                    "published FCN-8s as caffe:PATH (any PATH ending in .caffemodel). Default: the latest "
@@ -442,8 +444,8 @@ def quickstart(out, jobs, data_dir, dataset, preset, tracking_uri, progress):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @handle_errors
 def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_size, name, experiment, allow_partial,
-          prep, allow_other_val, data_dir, dataset, metrics, list_evaluators, fcn, fcn_arch, fcn_strict, batch_size,
-          device, n_samples, save_images, tracking_uri, progress):
+          prep, allow_other_val, data_dir, dataset, metrics, list_evaluators, sets, fcn, fcn_arch, fcn_strict,
+          batch_size, device, n_samples, save_images, tracking_uri, progress):
     """Score with the paper's protocol: a trained run, a folder of images, an authors' checkpoint, or
     the null translators; results are recorded in MLflow."""
     from cgbench.errors import CgbenchError
@@ -462,8 +464,11 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
     if data_dir and dataset:
         raise CgbenchError("give either --data DIR or --dataset synthcity, not both")
     data = data_dir or dataset
+    from cgbench.scoring import evaluator_options
+
+    options = evaluator_options(sets)
     if nulls:
-        _eval_nulls(data, image_size or 128, prep, metrics, fcn, tracking_uri, experiment, device, progress)
+        _eval_nulls(data, image_size or 128, prep, metrics, fcn, tracking_uri, experiment, device, progress, options)
         return
     from cgbench import evaluate as ev
 
@@ -471,14 +476,15 @@ def eval_(run_id, images_dir, checkpoint, nulls, direction, arch, norm, image_si
         report = ev.evaluate(run_id, metrics, tracking_uri=tracking_uri, fcn=fcn, fcn_arch=fcn_arch, data=data_dir,
                              batch_size=batch_size, device=device, save_images=save_images, n_samples=n_samples,
                              progress=progress, echo=click.echo, fcn_strict=fcn_strict,
-                             allow_other_val=allow_other_val)
+                             allow_other_val=allow_other_val, options=options)
     else:
         if direction is None:
             raise CgbenchError(f"{modes[0]} needs --direction labels2photo or photo2labels")
         req = ev.ExternalRequest(direction, data=data, name=name, experiment=experiment, metrics=metrics,
                                  image_size=image_size, fcn=fcn, fcn_arch=fcn_arch, batch_size=batch_size,
                                  device=device, n_samples=n_samples, allow_partial=allow_partial,
-                                 tracking_uri=tracking_uri, progress=progress, fcn_strict=fcn_strict)
+                                 tracking_uri=tracking_uri, progress=progress, fcn_strict=fcn_strict,
+                                 options=options)
         if images_dir:
             report = ev.evaluate_images(images_dir, req, echo=click.echo)
         else:
@@ -504,13 +510,22 @@ def _list_evaluators() -> None:
                    f"{','.join(cls.metrics):40s} {cls.description}")
     for name, error in errors.items():
         click.echo(f"{name:12s} BROKEN: {error}")
+    options: dict[str, tuple[list[str], str]] = {}
+    for name, cls in installed.items():
+        for key, text in cls.options.items():
+            options.setdefault(key, ([], text))[0].append(name)
+    if options:
+        click.echo("options (--set KEY=VALUE):")
+    for key, (names, text) in sorted(options.items()):
+        click.echo(f"  {key} ({', '.join(names)}): {text}")
 
 
-def _eval_nulls(data, image_size, prep, metrics, fcn, tracking_uri, experiment, device, progress) -> None:
+def _eval_nulls(data, image_size, prep, metrics, fcn, tracking_uri, experiment, device, progress, options) -> None:
     from cgbench.nulls import ensure_nulls
 
     found = ensure_nulls(data or "synthcity", image_size, metrics, fcn=fcn, tracking_uri=tracking_uri,
-                         experiment=experiment, device=device, progress=progress, echo=click.echo, prep=prep)
+                         experiment=experiment, device=device, progress=progress, echo=click.echo, prep=prep,
+                         options=options)
     client_rows = ", ".join(f"{row} (run {run_id[:8]})" for row, run_id in found.items())
     click.echo(f"Null rows recorded: {client_rows}.")
 

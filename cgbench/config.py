@@ -176,13 +176,13 @@ def apply_overrides(config: Config, overrides: dict[str, Any], source: str) -> C
     return dataclasses.replace(config, **changes)
 
 
-def parse_set(items: typing.Iterable[str]) -> dict[str, str]:
+def parse_set(items: typing.Iterable[str], example: str = "lr=1e-4") -> dict[str, str]:
     """Parse ``--set key=value`` items."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set takes key=value, got {item!r}; e.g. --set lr=1e-4")
+            raise ConfigError(f"--set takes key=value, got {item!r}; e.g. --set {example}")
         out[key.strip()] = value.strip()
     return out
 

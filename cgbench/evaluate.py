@@ -137,14 +137,16 @@ def evaluate(
     echo: Callable[[str], None] = print,
     fcn_strict: bool = False,
     allow_other_val: bool = False,
+    options: dict[str, str] | None = None,
 ) -> EvalReport:
     """Score ``run_id`` with the named evaluators and record the results in the run; the val split
-    must be the one the run recorded at training time (see :func:`check_val_split`)."""
+    must be the one the run recorded at training time (see :func:`check_val_split`); ``options``:
+    evaluator settings (``--set key=value``, see :func:`cgbench.scoring.evaluator_options`)."""
     if batch_size < 1:
         raise CgbenchError(f"--batch-size must be >= 1, got {batch_size}")
     if allow_other_val and not data:
         raise CgbenchError("--allow-other-val scores another val split than the run's own: give it with --data DIR")
-    classes = select_evaluators(metrics)
+    classes = select_evaluators(metrics, options)
     client = client_for(tracking_uri)
     dev = resolve_device(device)
     trained = open_trained_run(client, run_id, dev, "evaluated")
@@ -159,7 +161,7 @@ def evaluate(
                              prep=config.prep)
     source = trained.source
     context = EvalContext(split, config.image_size, dev, batch_size, n_samples, run_id,
-                          loaders={"fcn": lambda: segmenter})
+                          loaders={"fcn": lambda: segmenter}, options=options)
     echo(f"Evaluating run {run_id} (step {step}) with {', '.join(c.name for c in classes)} on "
          f"{len(split.labels)} val images of {root} ({dev.type}, batch {batch_size}).")
     describe = {"run_id": run_id, "data_root": str(root), "val_digest": split.digest,
@@ -218,6 +220,7 @@ class ExternalRequest:
     tracking_uri: str | None = None
     progress: bool = True
     fcn_strict: bool = False
+    options: dict[str, str] = field(default_factory=dict)  # evaluator settings (--set key=value)
 
 
 DEFAULT_BY_DIRECTION = {"labels2photo": ("fcn",), "photo2labels": ("seg",)}
@@ -228,7 +231,7 @@ def _external_evaluators(req: ExternalRequest) -> list[type[Evaluator]]:
 
     if req.direction not in DIRECTIONS:
         raise CgbenchError(f"--direction must be one of {', '.join(DIRECTIONS)}, not {req.direction!r}")
-    classes = select_evaluators(req.metrics or DEFAULT_BY_DIRECTION[req.direction])
+    classes = select_evaluators(req.metrics or DEFAULT_BY_DIRECTION[req.direction], req.options)
     wrong = [c.name for c in classes if c.direction != req.direction]
     if wrong:
         raise CgbenchError(f"evaluator {wrong[0]!r} scores another direction than {req.direction}; drop it "
@@ -310,7 +313,7 @@ def _score_external(source: Source, classes, split, ref, req: ExternalRequest, e
     tracker = start_run(req.tracking_uri, req.experiment, source.name, tags, params, params,
                         datasets=[(ref.name + "-val", root, split.digest, "evaluation")])
     context = EvalContext(split, source.image_size, dev, req.batch_size, req.n_samples, tracker.run_id,
-                          loaders={"fcn": lambda: segmenter})
+                          loaders={"fcn": lambda: segmenter}, options=req.options)
     echo(f"Scoring {source.kind} {source.name!r} ({req.direction}, {len(split.labels)} val frames of {ref.root}, "
          f"{source.image_size} px) as run {tracker.run_id} in experiment {req.experiment!r}.")
     describe = {"run_id": tracker.run_id, "data_root": root, "val_digest": split.digest,

@@ -51,11 +51,13 @@ def ensure_nulls(
     progress: bool = False,
     echo: Callable[[str], None] = print,
     prep: str = "clean",
+    options: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Every null row that the evaluators ``metrics`` can score, for dataset ``data`` at
-    ``image_size``: found again, or scored and recorded now. Returns {row: run id}."""
+    ``image_size``: found again, or scored and recorded now. Returns {row: run id}. ``options``:
+    evaluator settings (``--set key=value``)."""
     client = client_for(tracking_uri)
-    classes = select_evaluators(metrics)
+    classes = select_evaluators(metrics, options)
     dev = resolve_device(device)
     ref = datasets.resolve(data, image_size, echo=echo)
     train_split = load_split(ref.root, "train", photo_size=image_size, prep=prep)
@@ -66,7 +68,8 @@ def ensure_nulls(
                           prep=prep) if needs_fcn(classes) else None)
     val_split = load_val_split(ref.root, image_size, prep)
     sources = null_sources(train_split, val_split, image_size, DERANGEMENT_SEED)
-    context = EvalContext(val_split, image_size, dev, batch_size, 4, loaders={"fcn": lambda: segmenter})
+    context = EvalContext(val_split, image_size, dev, batch_size, 4, loaders={"fcn": lambda: segmenter},
+                          options=options)
     found: dict[str, str] = {}
     with Lease(client, f"nulls/{digest}/{image_size}/{prep}").hold(echo):  # scored once, also by sweeps at once
         for direction, rows in NULL_ROWS.items():

@@ -25,6 +25,14 @@ METRIC_NAMES: dict[str, str] = {
     "class_iou": "Class IoU",
 }
 
+DISTANCE_METRICS: tuple[str, ...] = ("fid", "kid_mean", "kid_std", "fd_fcn")
+"""labels→photo: distances of the generated photos to the real validation photos, lower is better
+(the fid, kid and fd-fcn evaluators; keys ``eval/labels2photo/<metric>``)."""
+RANKED_DISTANCES: tuple[str, ...] = ("fid", "kid_mean", "fd_fcn")
+"""The distances a row is ranked by and the report shows as columns (kid_std, the spread of KID
+over its subsets, only in the CSV)."""
+DISTANCE_NAMES: dict[str, str] = {"fid": "FID", "kid_mean": "KID", "kid_std": "KID std", "fd_fcn": "FD-FCN"}
+
 EVAL_PREFIX = "eval"
 GROUND_TRUTH_PREFIX = f"{EVAL_PREFIX}/ground_truth"
 """Real validation photos through the evaluator FCN: the ceiling of the FCN score."""

@@ -14,7 +14,9 @@ package registers its own with, e.g.::
     edges = "my_package.edges:EdgeScore"
 
 where ``EdgeScore`` subclasses :class:`Evaluator` (or :class:`ConfusionEvaluator`) and declares
-``name``, ``direction``, ``needs``, ``metrics`` and ``description``.
+``name``, ``direction``, ``needs``, ``metrics`` and ``description``; optionally ``prefix`` (where
+its metrics go), ``artifact_dir`` (where its files go) and ``options`` (the ``--set key=value``
+settings it reads from :attr:`EvalContext.options`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class EvalContext:
         n_samples: int = 4,
         run_id: str | None = None,
         loaders: dict[str, Callable[[], Any]] | None = None,
+        options: dict[str, str] | None = None,
     ):
         self.split = split
         self.image_size = image_size
@@ -94,8 +97,10 @@ class EvalContext:
         self.batch_size = batch_size
         self.n_samples = n_samples
         self.run_id = run_id
+        self.options = dict(options or {})  # evaluator settings (cgbench eval --set key=value)
         self._loaders = dict(loaders or {})
         self._resources: dict[str, Any] = {}
+        self._shared: dict[str, Any] = {}
 
     def resource(self, name: str) -> Any:
         if name not in self._resources:
@@ -103,6 +108,13 @@ class EvalContext:
                 raise KeyError(f"no loader for resource {name!r}; known: {', '.join(self._loaders) or 'none'}")
             self._resources[name] = self._loaders[name]()
         return self._resources[name]
+
+    def shared(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once per context and shared by every evaluator that asks for ``key``
+        (e.g. a feature network and the real photos' features, used by two evaluators)."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
 
     @property
     def fcn(self) -> Segmenter:
@@ -135,8 +147,12 @@ class Evaluator:
     needs: ClassVar[tuple[str, ...]] = ()  # subset of RESOURCES
     metrics: ClassVar[tuple[str, ...]] = SCORE_METRICS
     description: ClassVar[str] = ""
-    #: Where its metrics and artifacts go in the run: ``<prefix>/<metric>``; default ``eval/<name>``.
+    #: Where its metrics go in the run: ``<prefix>/<metric>``; default ``eval/<name>``.
     prefix: ClassVar[str | None] = None
+    #: Where its files (scores.json, ...) go; replaced whole on re-scoring. Default: the prefix.
+    artifact_dir: ClassVar[str | None] = None
+    #: The settings it reads from ``context.options`` (``cgbench eval --set key=value``): key → help.
+    options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: EvalContext):
         self.context = context
@@ -145,6 +161,15 @@ class Evaluator:
     @classmethod
     def key_prefix(cls) -> str:
         return cls.prefix or f"eval/{cls.name}"
+
+    @classmethod
+    def artifact_folder(cls) -> str:
+        return cls.artifact_dir or cls.key_prefix()
+
+    @classmethod
+    def check(cls, options: dict[str, str]) -> None:
+        """Called when the evaluator is selected, before anything is loaded: raise a one-line
+        :class:`cgbench.errors.CgbenchError` for what would make it fail (a missing file, ...)."""
 
     def update(self, batch: Batch) -> None:
         raise NotImplementedError
@@ -250,6 +275,8 @@ def check_evaluator_class(obj: Any, entry_name: str) -> type[Evaluator]:
                           f"(it provides: {', '.join(RESOURCES)})")
     if not obj.metrics or not all(isinstance(m, str) and m for m in obj.metrics):
         raise PluginError(f"evaluator {name!r} declares no metrics")
+    if not (isinstance(obj.options, dict) and all(isinstance(k, str) and k for k in obj.options)):
+        raise PluginError(f"evaluator {name!r} declares options that are not a dict of names to descriptions")
     return obj
 
 

@@ -249,8 +249,8 @@ def test_unknown_run_id_is_a_clear_error(trained):
 
 
 def test_unknown_metric_lists_the_installed_ones(trained):
-    code, out = _cli("eval", "--run", trained.run_id, "--metric", "fid", "--tracking-uri", trained.uri)
-    assert code == 2 and "unknown evaluator 'fid'" in out and "fcn, seg" in out
+    code, out = _cli("eval", "--run", trained.run_id, "--metric", "lpips", "--tracking-uri", trained.uri)
+    assert code == 2 and "unknown evaluator 'lpips'" in out and "fcn, fd-fcn, fid, kid, seg" in out
 
 
 def test_run_without_checkpoint_is_a_clear_error(trained):

@@ -122,4 +122,4 @@ def test_cgbench_eval_lists_and_runs_a_third_party_plugin(plugin_site, synth_dir
     without = CliRunner().invoke(main, ["eval", "--run", run.run_id, "--metric", "brightness",
                                         "--tracking-uri", tracking_uri])  # this process: plugin not installed
     assert without.exit_code == 2 and "unknown evaluator 'brightness'" in without.output
-    assert "installed evaluators: fcn, seg" in without.output
+    assert "installed evaluators: fcn, fd-fcn, fid, kid, seg" in without.output

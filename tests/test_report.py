@@ -4,6 +4,7 @@ tidy CSV, runs read from a real sqlite MLflow store, the CLI, and the HTML page 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import io
 import json
@@ -19,7 +20,7 @@ from scipy import stats
 
 from conftest import HANG_SECONDS
 from cgbench.errors import CgbenchError
-from cgbench.report import aggregate, build_report, fill_table, welch_p
+from cgbench.report import aggregate, build_report, fill_table, render, welch_p
 from cgbench.report.aggregate import RunRecord
 from cgbench.report.build import store_name
 from cgbench.report.paper import METRICS, TABLES
@@ -115,6 +116,49 @@ def test_table_layout_rows_names_published_values():
         (0.22, 0.07, 0.02), (0.51, 0.11, 0.08), (0.55, 0.18, 0.12), (0.39, 0.14, 0.06), (0.52, 0.17, 0.11)]
     assert fill_table(TABLES[4], []).rows[3].flag == "unverified"
     assert [r.published for r in fill_table(TABLES[3], []).rows][0] == (0.45, 0.11, 0.08)
+
+
+def _with_distances(run: RunRecord, fid: float, kid: float, fd: float) -> RunRecord:
+    return dataclasses.replace(run, metrics={**run.metrics, f"{L2P}/fid": fid, f"{L2P}/kid_mean": kid,
+                                             f"{L2P}/kid_std": kid / 10, f"{L2P}/fd_fcn": fd})
+
+
+def test_distance_columns_when_runs_have_them():
+    runs = [_with_distances(record("cyclegan", s, l2p=(0.5, 0.15, 0.1)), 40.0 + s, 0.02 + 0.001 * s, 3.0 + s)
+            for s in range(3)]
+    runs += [_with_distances(record("simgan", s, l2p=(0.3, 0.2, 0.05)), 90.0 + s, 0.08, 9.0) for s in range(2)]
+    runs += [record("cogan", 0, l2p=(0.2, 0.1, 0.05))]  # scored without them
+    t2 = fill_table(TABLES[2], runs, ground_truth=[dict(zip(METRICS, (0.8, 0.3, 0.2)))])
+    rows = {r.key: r for r in t2.rows}
+    assert t2.distances == ["fid", "kid_mean", "kid_std", "fd_fcn"]
+    fid = rows["cyclegan"].stats["fid"]
+    assert (fid.mean, fid.n) == (pytest.approx(41.0), 3) and fid.ci == pytest.approx(stats.t.ppf(0.975, 2) / math.sqrt(3))
+    assert {"fid", "kid_mean", "fd_fcn"} <= rows["cyclegan"].best and "per_class_acc" in rows["simgan"].best
+    assert "fid" not in rows["cogan"].stats and "fid" not in t2.ground_truth.stats
+
+    meta = render.ReportMeta("distances", "experiment 'd'")
+    md = render.markdown(meta, [t2])
+    lines = md.splitlines()
+    assert next(line for line in lines if line.startswith("| Method")).endswith(" | FID ↓ | KID ↓ | FD-FCN ↓ |")
+    assert next(line for line in lines if line.startswith("| CycleGAN |")).endswith(
+        "| **41.00 ± 2.48** | **0.0210 ± 0.0025** | **4.000 ± 2.484** |")
+    assert next(line for line in lines if line.startswith("| SimGAN")).endswith(
+        "| 90.50 ± 6.35 | 0.0800 ± 0.0000 | 9.000 ± 0.000 |")
+    assert next(line for line in lines if line.startswith("| CoGAN")).endswith("| – | – | – |")
+    assert "↓ lower is better" in md and "not FID" in md and "kid_std in the CSV" in md
+    lines = list(csv.DictReader(io.StringIO(render.csv_text([t2]))))
+    assert len(lines) == 7 * len(t2.all_rows)  # the three scores and the four distances, every row
+    line = next(r for r in lines if r["row"] == "cyclegan" and r["metric"] == "kid_std")
+    assert float(line["mean"]) == pytest.approx(0.0021) and line["n"] == "3" and line["published"] == ""
+    line = next(r for r in lines if r["row"] == "simgan" and r["metric"] == "fid")
+    assert line["published_flag"] == "" and line["significant"] == "" and line["floor"] == ""
+    check_latex(render.latex(meta, [t2]), n_tables=1)
+    assert r"FID $\downarrow$" in render.latex(meta, [t2])
+    assert "<th rowspan=2>FD-FCN ↓</th>" in render.html_table(t2)
+
+    plain = fill_table(TABLES[2], [record("cyclegan", 0, l2p=(0.5, 0.15, 0.1))])
+    assert plain.distances == [] and "FID" not in render.markdown(meta, [plain])
+    assert len(list(csv.DictReader(io.StringIO(render.csv_text([plain]))))) == 3 * len(plain.all_rows)
 
 
 # --- MLflow store -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from cgbench.protocol import NULL_ROW_NAMES, NULL_ROWS, metric_key
+from cgbench.protocol import DISTANCE_METRICS, NULL_ROW_NAMES, NULL_ROWS, RANKED_DISTANCES, metric_key
 from cgbench.report.paper import (
     GROUND_TRUTH, GROUND_TRUTH_NAME, METRICS, REFERENCE_ROW, PaperRow, PaperTable,
 )
@@ -118,6 +118,11 @@ class RunRecord:
             return None
         return {m: float(self.metrics[k]) for m, k in keys.items()}
 
+    def distances(self, direction: str) -> dict[str, float]:
+        """The distances of ``direction`` the run was scored with (FID, KID, FD-FCN; maybe none)."""
+        keys = {m: metric_key(direction, m) for m in DISTANCE_METRICS}
+        return {m: float(self.metrics[k]) for m, k in keys.items() if k in self.metrics}
+
 
 @dataclass
 class RowResult:
@@ -129,7 +134,7 @@ class RowResult:
     extra: bool = False  # not a row of the paper's table
     ceiling: bool = False  # the FCN's ground-truth row
     null: bool = False  # a null translator's row (the floor)
-    stats: dict[str, Stat] = field(default_factory=dict)
+    stats: dict[str, Stat] = field(default_factory=dict)  # the three scores, and the distances the runs have
     values: dict[str, list[float]] = field(default_factory=dict)
     p: dict[str, float | None] = field(default_factory=dict)  # vs the reference row; empty: not compared
     runs: list[RunRecord] = field(default_factory=list)
@@ -153,7 +158,9 @@ class RowResult:
         return self.key == REFERENCE_ROW and not self.ceiling
 
     def published_value(self, metric: str) -> float | None:
-        return None if self.published is None else self.published[METRICS.index(metric)]
+        if self.published is None or metric not in METRICS:  # the paper published no distances
+            return None
+        return self.published[METRICS.index(metric)]
 
 
 @dataclass
@@ -192,6 +199,11 @@ class TableResult:
     def n_runs(self) -> int:
         return sum(len(r.runs) for r in self.rows)
 
+    @property
+    def distances(self) -> list[str]:
+        """The distances (:data:`~cgbench.protocol.DISTANCE_METRICS`) some row of the table has."""
+        return [m for m in DISTANCE_METRICS if any(m in r.stats and r.stats[m].n for r in self.all_rows)]
+
 
 def _seed_key(seed: str):
     return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
@@ -205,7 +217,10 @@ def _fill_row(paper_row: PaperRow, runs: list[RunRecord], direction: str, extra:
     scored.sort(key=lambda rs: _seed_key(rs[0].seed))
     row.runs = [r for r, _ in scored]
     row.values = {m: [s[m] for _, s in scored] for m in METRICS}
-    row.stats = {m: aggregate(row.values[m]) for m in METRICS}
+    for m in DISTANCE_METRICS:
+        if values := [d[m] for r, _ in scored if m in (d := r.distances(direction))]:
+            row.values[m] = values
+    row.stats = {m: aggregate(values) for m, values in row.values.items()}
     row.random_features = any(r.random_features for r in row.runs)
     return row
 
@@ -243,12 +258,12 @@ def fill_table(
         row.p = {m: welch_p(row.values[m], ref_values[m]) for m in METRICS}
 
     contenders = [r for r in rows if not r.upper_bound and r.n > 0]
-    for m in METRICS:
-        means = [r.stats[m].mean for r in contenders if not math.isnan(r.stats[m].mean)]
+    for m in (*METRICS, *RANKED_DISTANCES):  # higher scores are better, lower distances
+        means = [r.stats[m].mean for r in contenders if m in r.stats and not math.isnan(r.stats[m].mean)]
         if means:
-            top = max(means)
+            top = max(means) if m in METRICS else min(means)
             for r in contenders:
-                if r.stats[m].mean == top:
+                if m in r.stats and r.stats[m].mean == top:
                     r.best.add(m)
 
     by_null: dict[str, list[RunRecord]] = {}

@@ -8,6 +8,7 @@ import io
 import math
 from dataclasses import dataclass, field
 
+from cgbench.protocol import DISTANCE_NAMES, RANKED_DISTANCES
 from cgbench.report.aggregate import RowResult, Stat, TableResult, significant
 from cgbench.report.paper import DIRECTIONS, FLAGS, METRIC_NAMES, METRICS, OUR_SETTINGS
 
@@ -17,6 +18,8 @@ OURS_MARK = "¶"
 SIG_MARK = "*"
 FLOOR_MARK = "▴"
 P_HEADER = "p vs CycleGAN (pixel / class / IoU)"
+LOWER_MARK = "↓"
+DISTANCE_DIGITS = {"fid": 2, "kid_mean": 4, "fd_fcn": 3}  # FID as papers print it; KID is small
 FLOOR_EXPLAINED = ("The floor is what a translator that learned nothing scores through the same evaluator: "
                    "the null rows, below the trained ones. A number means something only where it clears the "
                    "best null row of its column, as the ceiling (ground truth) bounds it from above.")
@@ -39,12 +42,12 @@ def fmt(x: float, digits: int = 3) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
-def ours_text(stat: Stat, pm: str = "±") -> str:
+def ours_text(stat: Stat, pm: str = "±", digits: int = 3) -> str:
     if stat.n == 0:
         return "not run"
     if stat.n == 1 or math.isnan(stat.ci):
-        return fmt(stat.mean)
-    return f"{fmt(stat.mean)} {pm} {fmt(stat.ci)}"
+        return fmt(stat.mean, digits)
+    return f"{fmt(stat.mean, digits)} {pm} {fmt(stat.ci, digits)}"
 
 
 def p_text(p: float | None, alpha: float) -> str:
@@ -59,6 +62,32 @@ def p_text(p: float | None, alpha: float) -> str:
 def cell_text(row: RowResult, metric: str, pm: str = "±") -> str:
     """Our value of a row and metric, marked when it clears the floor."""
     return ours_text(row.stats[metric], pm) + (FLOOR_MARK if row.clears_floor(metric) else "")
+
+
+def distance_columns(result: TableResult) -> list[str]:
+    """The distances shown as extra columns (FID, KID, FD-FCN): those some row of the table has."""
+    return [m for m in result.distances if m in RANKED_DISTANCES]
+
+
+def distance_header(metric: str) -> str:
+    return f"{DISTANCE_NAMES[metric]} {LOWER_MARK}"
+
+
+def distance_text(row: RowResult, metric: str, pm: str = "±") -> str:
+    stat = row.stats.get(metric)
+    return "–" if stat is None or stat.n == 0 else ours_text(stat, pm, DISTANCE_DIGITS[metric])
+
+
+def distances_caption(result: TableResult) -> str:
+    shown = distance_columns(result)
+    parts = [f"{LOWER_MARK} lower is better."]
+    if "fid" in shown or "kid_mean" in shown:
+        parts.append("FID, KID: G's photos against the real validation photos in Inception features (torchmetrics, "
+                     "antialias=False); KID is each run's mean over its subsets (their spread: kid_std in the CSV).")
+    if "fd_fcn" in shown:
+        parts.append("FD-FCN: the Fréchet distance in the evaluator FCN's own features, cgbench's measure, not FID: "
+                     "comparable only between rows scored by the same FCN.")
+    return " ".join(parts)
 
 
 def row_p_text(row: RowResult, alpha: float) -> str:
@@ -117,7 +146,7 @@ def caption_details(result: TableResult) -> str:
                      "(paper value from the pix2pix paper).")
     if result.ladder:
         parts.append(result.ladder)
-    return " ".join(parts)
+    return " ".join(parts + ([distances_caption(result)] if distance_columns(result) else []))
 
 
 def caption(result: TableResult) -> str:
@@ -149,15 +178,21 @@ def markdown_table(result: TableResult) -> str:
     for m in METRICS:
         header += [METRIC_NAMES[m], "paper"]
     header.append(P_HEADER)
+    distances = distance_columns(result)
+    header += [distance_header(m) for m in distances]
     lines = [f"**{_md_escape(heading(result))}** {_md_escape(caption_details(result))}", "",
              "| " + " | ".join(header) + " |",
-             "|" + "|".join([":---", "--:"] + ["--:"] * (2 * len(METRICS)) + [":--"]) + "|"]
+             "|" + "|".join([":---", "--:"] + ["--:"] * (2 * len(METRICS)) + [":--"] + ["--:"] * len(distances))
+             + "|"]
     for row in result.all_rows:
         cells = [_md_escape(row_name(row)), str(row.n)]
         for m in METRICS:
             text = cell_text(row, m)
             cells += [f"**{text}**" if m in row.best else text, published_text(row, m)]
         cells.append(row_p_text(row, result.alpha))
+        for m in distances:
+            text = distance_text(row, m)
+            cells.append(f"**{text}**" if m in row.best else text)
         lines.append("| " + " | ".join(cells) + " |")
     notes = footnotes(result)
     if notes:
@@ -188,6 +223,7 @@ _LATEX_SPECIAL = {
     "±": r"$\pm$", "→": r"$\rightarrow$", "−": "--", "–": "--", "×": r"$\times$",
     "†": r"\textsuperscript{\textdagger}", "‡": r"\textsuperscript{\textdaggerdbl}", "§": r"\textsuperscript{\S}",
     "¶": r"\textsuperscript{\P}", "▴": r"$^{\blacktriangle}$", "≥": r"$\geq$", "λ": r"$\lambda$",
+    "↓": r"$\downarrow$", "é": r"\'{e}",
 }
 
 
@@ -195,13 +231,13 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _latex_ours(stat: Stat, best: bool, clears: bool = False) -> str:
+def _latex_ours(stat: Stat, best: bool, clears: bool = False, digits: int = 3) -> str:
     if stat.n == 0:
         return r"\textit{not run}"
     if stat.n == 1 or math.isnan(stat.ci):
-        body = fmt(stat.mean)
+        body = fmt(stat.mean, digits)
     else:
-        body = rf"{fmt(stat.mean)} \pm {fmt(stat.ci)}"
+        body = rf"{fmt(stat.mean, digits)} \pm {fmt(stat.ci, digits)}"
     mark = r"^{\blacktriangle}" if clears else ""
     return rf"$\mathbf{{{body}}}{mark}$" if best else f"${body}{mark}$"
 
@@ -216,8 +252,9 @@ def _latex_p(row: RowResult, alpha: float) -> str:
 
 
 def latex_table(result: TableResult) -> str:
-    ncols = 2 + 2 * len(METRICS) + 1
-    spec = "l r " + " ".join("r r" for _ in METRICS) + " l"
+    distances = distance_columns(result)
+    ncols = 2 + 2 * len(METRICS) + 1 + len(distances)
+    spec = "l r " + " ".join("r r" for _ in METRICS) + " l" + " r" * len(distances)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
@@ -227,19 +264,21 @@ def latex_table(result: TableResult) -> str:
         r"\begin{tabular}{" + spec + "}",
         r"\toprule",
         " & ".join(["Method", "$n$"] + [rf"\multicolumn{{2}}{{c}}{{{latex_escape(METRIC_NAMES[m])}}}"
-                                          for m in METRICS] + [r"$p$ vs.\ CycleGAN"]) + r" \\",
+                                          for m in METRICS] + [r"$p$ vs.\ CycleGAN"]
+                   + [latex_escape(distance_header(m)) for m in distances]) + r" \\",
         " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(len(METRICS))),
-        " & ".join(["", ""] + ["ours", "paper"] * len(METRICS) + ["pixel / class / IoU"]) + r" \\",
+        " & ".join(["", ""] + ["ours", "paper"] * len(METRICS) + ["pixel / class / IoU"] + ["ours"] * len(distances))
+        + r" \\",
         r"\midrule",
     ]
     for row in result.rows:
-        lines.append(_latex_row(row, result.alpha))
+        lines.append(_latex_row(row, result.alpha, distances))
     if result.nulls:
         lines.append(r"\midrule")
-        lines += [_latex_row(row, result.alpha) for row in result.nulls]
+        lines += [_latex_row(row, result.alpha, distances) for row in result.nulls]
     if result.ground_truth is not None:
         lines.append(r"\midrule")
-        lines.append(_latex_row(result.ground_truth, result.alpha))
+        lines.append(_latex_row(result.ground_truth, result.alpha, distances))
     lines.append(r"\bottomrule")
     notes = footnotes(result)
     for mark, text in notes:
@@ -248,12 +287,14 @@ def latex_table(result: TableResult) -> str:
     return "\n".join(lines)
 
 
-def _latex_row(row: RowResult, alpha: float) -> str:
+def _latex_row(row: RowResult, alpha: float, distances: list[str]) -> str:
     cells = [latex_escape(row_name(row)), str(row.n)]
     for m in METRICS:
         cells += [_latex_ours(row.stats[m], m in row.best, bool(row.clears_floor(m))),
                   latex_escape(published_text(row, m))]
     cells.append(_latex_p(row, alpha))
+    cells += [_latex_ours(row.stats[m], m in row.best, digits=DISTANCE_DIGITS[m])
+              if m in row.stats and row.stats[m].n else "--" for m in distances]
     return " & ".join(cells) + r" \\"
 
 
@@ -274,23 +315,27 @@ def _num(x: float | None) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
 
 
+EMPTY = Stat(math.nan, math.nan, math.nan, 0)
+
+
 def csv_text(results: list[TableResult]) -> str:
-    """Tidy: one line per table × row × metric."""
+    """Tidy: one line per table × row × metric (the three scores, then the distances some row has)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for result in results:
         for row in result.all_rows:
-            for m in METRICS:
-                s = row.stats[m]
-                p = row.p.get(m) if row.p else None
+            for m in (*METRICS, *result.distances):
+                s = row.stats.get(m, EMPTY)
+                p = row.p.get(m)
                 writer.writerow({
                     "table": result.number, "direction": result.table.direction, "row": row.key,
                     "row_name": row.name, "metric": m, "mean": _num(s.mean), "std": _num(s.std), "ci": _num(s.ci),
-                    "n": s.n, "published": _num(row.published_value(m)), "published_flag": row.flag or "",
+                    "n": s.n, "published": _num(row.published_value(m)),
+                    "published_flag": (row.flag or "") if m in METRICS else "",
                     "p_vs_cyclegan": _num(p), "significant": str(significant(p, result.alpha)).lower()
-                    if row.p else "",
-                    "floor": _num(result.floor(m)) if result.nulls else "",
+                    if m in row.p else "",
+                    "floor": _num(result.floor(m)) if result.nulls and m in METRICS else "",
                     "p_vs_floor": _num(row.floor_p.get(m)),
                     "clears_floor": "" if row.clears_floor(m) is None else str(row.clears_floor(m)).lower(),
                     "random_features": str(row.random_features).lower(), "dataset": result.dataset,
@@ -337,7 +382,10 @@ def html_table(result: TableResult) -> str:
            f"<caption>{_e(caption_details(result))}</caption>",
            '<thead><tr><th class=name rowspan=2>Method</th><th rowspan=2>n</th>']
     out += [f"<th colspan=2>{_e(METRIC_NAMES[m])}</th>" for m in METRICS]
-    out.append(f'<th class=name rowspan=2>{_e(P_HEADER)}</th></tr><tr>')
+    out.append(f'<th class=name rowspan=2>{_e(P_HEADER)}</th>')
+    distances = distance_columns(result)
+    out += [f"<th rowspan=2>{_e(distance_header(m))}</th>" for m in distances]
+    out.append("</tr><tr>")
     out += ["<th class=sub>ours</th><th class=sub>paper</th>" for _ in METRICS]
     out.append("</tr></thead><tbody>")
     for row in result.all_rows:
@@ -350,6 +398,9 @@ def html_table(result: TableResult) -> str:
                          f"<td class=paper>{_e(published_text(row, m))}</td>")
         p = _e(row_p_text(row, result.alpha)).replace(SIG_MARK, f"<span class=sig>{SIG_MARK}</span>")
         cells.append(f"<td class=p>{p}</td>")
+        for m in distances:
+            text = _e(distance_text(row, m))
+            cells.append(f"<td class=ours>{'<b>' + text + '</b>' if m in row.best else text}</td>")
         out.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     notes = footnotes(result)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from cgbench.data.sampler import to_uint8, to_unit_range
-from cgbench.errors import CgbenchError, DataError
+from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.protocol import DIRECTIONS
 from evaluators.base import Batch, EvalContext, Evaluator, Result, discover
 
@@ -73,8 +73,10 @@ class Scored:
 # --- choosing evaluators ------------------------------------------------------------------
 
 
-def select_evaluators(names: list[str] | tuple[str, ...] | None) -> list[type[Evaluator]]:
-    """The installed evaluators named (comma-separated names allowed); unknown → error listing all."""
+def select_evaluators(names: list[str] | tuple[str, ...] | None,
+                      options: dict[str, str] | None = None) -> list[type[Evaluator]]:
+    """The installed evaluators named (comma-separated names allowed); unknown → error listing all.
+    Each one checks ``options`` (``--set``) and what else it needs before any work (:meth:`Evaluator.check`)."""
     errors: dict[str, str] = {}
     installed = discover(errors)
     wanted: list[str] = []
@@ -87,7 +89,26 @@ def select_evaluators(names: list[str] | tuple[str, ...] | None) -> list[type[Ev
             raise CgbenchError(f"unknown evaluator {name!r}{broken}; installed evaluators: "
                                f"{', '.join(installed) or 'none'} (see cgbench eval --list)")
         out.append(installed[name])
+    for cls in out:
+        cls.check(options or {})
     return out
+
+
+def evaluator_options(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``--set key=value`` items as evaluator options; every key must be one an installed evaluator
+    declares (e.g. ``inception_weights`` of fid and kid), else one error listing the valid ones."""
+    from cgbench.config import parse_set
+
+    options = parse_set(items, example="inception_weights=PATH")
+    known: dict[str, list[str]] = {}
+    for name, cls in discover().items():
+        for key in cls.options:
+            known.setdefault(key, []).append(name)
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        valid = ", ".join(f"{key} ({'/'.join(names)})" for key, names in sorted(known.items())) or "none"
+        raise ConfigError(f"unknown evaluator option {unknown[0]!r}; valid options: {valid} (see cgbench eval --list)")
+    return options
 
 
 def evaluator(name: str) -> type[Evaluator]:

@@ -4,14 +4,16 @@ For each evaluator, in the run:
 
 * metrics ``<prefix>/<metric>`` (built-ins: ``eval/labels2photo/...``, ``eval/photo2labels/...``)
   at the given step;
-* artifacts under ``<prefix>/``: ``scores.json`` (metrics, per-class values, evaluated class names,
-  what was scored and how), ``per_class.csv``, ``confusion.png``, ``samples.png`` and, when the
-  images were saved, the translated images as lossless PNGs under ``<prefix>/images``;
+* artifacts in its artifact folder (``<prefix>/`` unless it names another, as the distance
+  evaluators do: ``eval/fid/``, ...): ``scores.json`` (metrics, per-class values, evaluated class
+  names, what was scored and how), ``per_class.csv``, ``confusion.png``, ``samples.png``; when the
+  images were saved, the translated images as lossless PNGs under ``eval/<direction>/images``;
 * with the FCN score, the FCN's own "ground truth" scores as ``eval/ground_truth/...`` beside them.
 
-Re-scoring replaces: the evaluator's artifact folder is deleted and re-written, and metrics go
-through :meth:`RunTracker.log_result_metrics` (an identical value is not duplicated in the metric
-history; a changed value becomes the displayed one). The run's status is not touched.
+Re-scoring replaces: the evaluator's artifact folder is deleted and re-written (so no evaluator's
+folder may lie inside another's), and metrics go through :meth:`RunTracker.log_result_metrics` (an
+identical value is not duplicated in the metric history; a changed value becomes the displayed
+one). The run's status is not touched.
 """
 
 from __future__ import annotations
@@ -69,12 +71,15 @@ def write_result(
     step: int,
     describe: dict[str, Any],
     declared: tuple[str, ...] | None = None,
+    artifact_dir: str | None = None,
 ) -> None:
-    """Replace ``prefix``'s artifacts in the run and record its metrics at ``step``."""
+    """Record ``result``'s metrics as ``<prefix>/<metric>`` at ``step`` and replace its files in
+    ``artifact_dir`` (default: ``prefix``)."""
     if declared is not None and set(result.metrics) != set(declared):
         raise CgbenchError(f"evaluator {describe.get('evaluator')!r} returned metrics {sorted(result.metrics)} "
                            f"but declares {sorted(declared)}; fix the evaluator")
-    tracker.delete_artifacts(prefix)
+    folder = artifact_dir or prefix
+    tracker.delete_artifacts(folder)
     tracker.log_result_metrics({f"{prefix}/{k}": v for k, v in result.metrics.items()}, step)
     record: dict[str, Any] = {**describe, "step": step, "metrics": result.metrics}
     if result.scores is not None:
@@ -82,17 +87,17 @@ def write_result(
         record["evaluated_classes"] = [CLASS_NAMES[i] for i in result.scores.evaluated_classes]
         record["n_pixels"] = result.scores.n_pixels
         record["per_class"] = rows
-        tracker.log_text(per_class_csv(rows), f"{prefix}/per_class.csv")
+        tracker.log_text(per_class_csv(rows), f"{folder}/per_class.csv")
         name = describe.get("evaluator", prefix)
         tracker.set_tags({f"{TAG_PREFIX}eval.{name}.classes": ",".join(record["evaluated_classes"])})
     if result.confusion is not None:
         record["confusion"] = result.confusion.tolist()
         title = f"{prefix}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
-        tracker.log_figure(confusion_figure(result.confusion, title), f"{prefix}/confusion.png")
+        tracker.log_figure(confusion_figure(result.confusion, title), f"{folder}/confusion.png")
     record.update(result.details)
-    tracker.log_json(record, f"{prefix}/scores.json")
+    tracker.log_json(record, f"{folder}/scores.json")
     if result.samples:
-        tracker.log_image_rows(list(result.samples.values()), f"{prefix}/samples.png")
+        tracker.log_image_rows(list(result.samples.values()), f"{folder}/samples.png")
 
 
 def record_scores(
@@ -117,7 +122,8 @@ def record_scores(
             record["fcn"] = {"source": segmenter.source, "run_id": segmenter.run_id,
                              "image_size": segmenter.image_size, "ground_truth": segmenter.ground_truth}
             tracker.set_tags({f"{TAG_PREFIX}eval.{cls.name}.fcn": segmenter.source})
-        write_result(tracker, cls.key_prefix(), scored.results[cls.name], step, record, declared=cls.metrics)
+        write_result(tracker, cls.key_prefix(), scored.results[cls.name], step, record, declared=cls.metrics,
+                     artifact_dir=cls.artifact_folder())
     if segmenter is not None and segmenter.ground_truth and any("fcn" in c.needs for c in scored.evaluators):
         tracker.log_result_metrics({f"{GROUND_TRUTH_PREFIX}/{k}": v for k, v in segmenter.ground_truth.items()}, step)
     if images_dir is not None:
