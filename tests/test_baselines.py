@@ -6,6 +6,7 @@ BiGAN: a joint discriminator on pairs; CoGAN: shared layers, latent search; feat
 from __future__ import annotations
 
 import math
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -120,15 +121,19 @@ def test_interrupted_baseline_resumes_to_the_uninterrupted_run(name, synth_dir, 
     step = cls.train_step
     calls = {"n": 0}
 
-    def interrupt_third(self, x, y):
+    def interrupt_third(self, x, y):  # Ctrl-C during the third step: honoured once it is done
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
         return step(self, x, y)
 
     monkeypatch.setattr(cls, "train_step", interrupt_third)
-    with pytest.raises(Interrupted) as info:
-        train(config, tracking_uri=tracking_uri, experiment="t", **QUIET)
+    pytest_handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(Interrupted) as info:
+            train(config, tracking_uri=tracking_uri, experiment="t", **QUIET)
+    finally:  # a process that was asked to stop ignores further Ctrl-C; pytest goes on
+        signal.signal(signal.SIGINT, pytest_handler)
     monkeypatch.setattr(cls, "train_step", step)
     client = MlflowClient(tracking_uri)
     run_id = info.value.run_id
