@@ -2,7 +2,7 @@
 
 1. Generate SynthCity if it is absent.
 2. Train the FCN evaluator (once per dataset; found again by tag).
-3. Run ``runs/quickstart.yaml``: the ablation rows at the ``cpu`` preset, one seed, trained and
+3. Run ``runs/quickstart.yaml``: the ablation rows at the ``cpu`` preset, three seeds, trained and
    evaluated as children of one sweep run.
 4. Write the report (Markdown, LaTeX, CSV, HTML) to ``reports/`` and print the tables.
 """
@@ -19,7 +19,7 @@ SPEC = Path(__file__).resolve().parent.parent / "runs" / "quickstart.yaml"
 
 CAVEAT = (
     "These numbers come from real training and evaluation at a CPU size (64 px, quarter-width networks, "
-    "a few minutes per run, one seed on SynthCity): they are not the paper's setting. For the paper's "
+    "about a minute per run, three seeds on SynthCity): they are not the paper's setting. For the paper's "
     "(128 px, 200 epochs, real Cityscapes) run on a GPU: "
     "cgbench sweep runs/ablations.yaml --preset paper --data CITYSCAPES_DIR"
 )

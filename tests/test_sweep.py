@@ -106,7 +106,7 @@ def test_dry_run_prints_the_plan_and_records_nothing(synth_dir, tracking_uri, tm
         (SPEC + "seed: [1]\n", "unknown key 'seed'"),
         (SPEC.replace("ablation: cycle-only", "ablaton: cycle-only"), "unknown key 'ablaton' in row 'cycle-only'"),
         (SPEC.replace("preset: tiny", "preset: huge"), "unknown preset 'huge'"),
-        (SPEC.replace("evaluators: [fcn, seg]", "evaluators: [fcn, fid]"), "unknown evaluator 'fid'"),
+        (SPEC.replace("evaluators: [fcn, seg]", "evaluators: [fcn, lpips]"), "unknown evaluator 'lpips'"),
         ("name: x\nrows: []\n", "has no rows"),
     ],
 )
