@@ -190,15 +190,20 @@ class PatientClient:
         return lambda *args, **kwargs: self.call(attr, *args, **kwargs)
 
     def call(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, made again while the store cannot be reached (see the class);
+        the wait is said on stderr when it begins and when it ends."""
         deadline, delay = None, 0.5
         while True:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except Exception as exc:
                 if not store_unreachable(exc):
                     raise
                 now = time.monotonic()
-                deadline = now + self.wait_s if deadline is None else deadline
+                if deadline is None:
+                    deadline = now + self.wait_s
+                    _say(f"cgbench: the MLflow store {self.tracking_uri} does not answer ({_first_line(exc)}); "
+                         f"waiting for it up to {self.wait_s:g} s ({SERVER_WAIT_ENV})")
                 if now >= deadline:
                     run = f"run {self.run_id}" if self.run_id else "the command"
                     raise StoreUnavailable(
@@ -208,6 +213,16 @@ class PatientClient:
                         f"the wait is {SERVER_WAIT_ENV}") from None
                 time.sleep(min(delay, deadline - now))
                 delay = min(2 * delay, 10.0)
+                continue
+            if deadline is not None:
+                _say(f"cgbench: the MLflow store {self.tracking_uri} answers again")
+            return result
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _first_line(exc: BaseException) -> str:
