@@ -21,9 +21,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from conftest import HANG_SECONDS
+from cgbench.cli import main
 from cgbench.distributed import free_port
 
 
@@ -197,7 +199,8 @@ def test_a_run_survives_the_server_away_for_ten_seconds(server, synth_dir, tmp_p
         server.start()
         out, err = proc.communicate(timeout=HANG_SECONDS)
     finally:
-        server.start() if server.proc is None else None
+        if server.proc is None:
+            server.start()
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
@@ -228,9 +231,8 @@ def test_a_server_away_longer_than_the_limit_stops_the_run_and_resume_continues(
     assert "did not answer for 2 s" in errors[0] and f"cgbench run --resume {run_id}" in errors[0], errors
     assert client.get_run(run_id).info.status in ("RUNNING", "FAILED")  # FAILED if it could still say so
 
-    resumed = subprocess.run([str(CGBENCH), "run", "--resume", run_id, "--tracking-uri", server.uri, "--no-progress"],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=HANG_SECONDS)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = CliRunner().invoke(main, ["run", "--resume", run_id, "--tracking-uri", server.uri, "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output + resumed.stderr
     assert client.get_run(run_id).info.status == "FINISHED"
     _assert_each_step_once(client, run_id)
 
@@ -246,34 +248,48 @@ rows:
 """
 
 
-@pytest.mark.parametrize("executor", [["--jobs", "2"], ["--jobs", "2", "--executor", "ray"]], ids=["local", "ray"])
-def test_sweep_report_and_eval_through_the_server(executor, server, synth_dir, tmp_path):
-    if "ray" in executor:
-        pytest.importorskip("ray", reason='Ray is installed by the test extra (pip install -e ".[test]")')
-    name = "shared-" + executor[-1]
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(SPEC.format(name=name))
-    sweep = subprocess.run([str(CGBENCH), "sweep", str(spec), *executor, "--data", str(synth_dir), "--tracking-uri",
-                            server.uri, "--no-progress"], capture_output=True, text=True, cwd=tmp_path,
-                           timeout=HANG_SECONDS)
-    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
-    parent_id = re.search(r"parent run ([0-9a-f]{32})", sweep.stdout).group(1)
-    client = MlflowClient(server.uri)
+def _sweep_children(client: MlflowClient, name: str, out: str) -> list:
+    """The children of the sweep whose output is ``out``, after checking each was recorded whole."""
+    parent_id = re.search(r"parent run ([0-9a-f]{32})", out).group(1)
     children = client.search_runs([client.get_experiment_by_name(name).experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{parent_id}'")
     assert sorted(r.data.tags["cgbench.seed"] for r in children) == ["0", "1"]
     for run in children:
         assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")
         _assert_each_step_once(client, run.info.run_id, 10)
+    return children
 
-    report = subprocess.run([str(CGBENCH), "report", "--sweep", parent_id, "--table", "5", "--out",
-                             str(tmp_path / "reports"), "--tracking-uri", server.uri], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=HANG_SECONDS)
-    assert report.returncode == 0, report.stderr
-    assert any((tmp_path / "reports").glob("*.md"))
+
+def test_a_sweep_with_two_jobs_then_report_and_eval_through_the_server(server, synth_dir, tmp_path):
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(SPEC.format(name="shared"))
+    sweep = CliRunner().invoke(main, ["sweep", str(spec), "--jobs", "2", "--data", str(synth_dir), "--tracking-uri",
+                                      server.uri, "--no-progress"])
+    assert sweep.exit_code == 0, sweep.output + sweep.stderr
+    client = MlflowClient(server.uri)
+    children = _sweep_children(client, "shared", sweep.output)
+    parent_id = children[0].data.tags["mlflow.parentRunId"]
+
+    report = CliRunner().invoke(main, ["report", "--sweep", parent_id, "--table", "5", "--out",
+                                       str(tmp_path / "reports"), "--tracking-uri", server.uri])
+    assert report.exit_code == 0, report.output + report.stderr
+    (markdown,) = (tmp_path / "reports").glob("*.md")
+    assert "| CycleGAN | 2 |" in markdown.read_text()  # both seeds, read through the server
     child = children[0].info.run_id
-    scored = subprocess.run([str(CGBENCH), "eval", "--run", child, "--metric", "seg", "--tracking-uri", server.uri,
-                             "--no-progress"], capture_output=True, text=True, cwd=tmp_path, timeout=HANG_SECONDS)
-    assert scored.returncode == 0, scored.stderr
+    scored = CliRunner().invoke(main, ["eval", "--run", child, "--metric", "seg", "--tracking-uri", server.uri,
+                                       "--no-progress"])
+    assert scored.exit_code == 0, scored.output + scored.stderr
     history = client.get_metric_history(child, "eval/photo2labels/per_pixel_acc")
-    assert len({(m.step, m.value) for m in history}) == 1  # the same score, re-computed, is kept once
+    assert len({(m.step, m.value) for m in history}) == 1  # the same score, computed again, kept once
+
+
+def test_a_sweep_on_ray_through_the_server(server, synth_dir, tmp_path):
+    pytest.importorskip("ray", reason='Ray is installed by the test extra (pip install -e ".[test]")')
+    spec = tmp_path / "shared-ray.yaml"
+    spec.write_text(SPEC.format(name="shared-ray"))
+    sweep = subprocess.run([str(CGBENCH), "sweep", str(spec), "--jobs", "2", "--executor", "ray", "--data",
+                            str(synth_dir), "--tracking-uri", server.uri, "--no-progress"], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=HANG_SECONDS)  # a local Ray cluster, started for it
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    assert "as Ray tasks" in sweep.stdout
+    _sweep_children(MlflowClient(server.uri), "shared-ray", sweep.stdout)
