@@ -289,9 +289,12 @@ def data_synth(out, size, n_train, n_val, seed, workers):
 @click.option("--experiment", default="cgbench-bench", show_default=True, help="MLflow experiment for --log-mlflow.")
 @click.option("--tracking-uri", default=None,
               help="MLflow store for --log-mlflow (default: MLFLOW_TRACKING_URI, else ./mlflow.db).")
+@click.option("--tracking-store", default=None, metavar="URI",
+              help="The MLflow store the tracking figure's runs write to, e.g. http://HOST:PORT of a server "
+                   "(default: a throwaway sqlite file).")
 @handle_errors
 def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_iters, with_eval, sets, json_path,
-          log_mlflow, experiment, tracking_uri):
+          log_mlflow, experiment, tracking_uri, tracking_store):
     """Time the training step (fast vs plain eager fp32), its parts, FLOPs, memory and evaluation."""
     import json
 
@@ -310,7 +313,7 @@ def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_
                f"{report['machine']['torch']}" + (f", {report['machine']['cuda']}" if report["machine"]["cuda"] else ""))
     for preset, config in configs:
         result = bench_lib.bench_preset(config, preset, iters=iters, warmup=warmup,
-                                        tracking_iters=tracking_iters,
+                                        tracking_iters=tracking_iters, tracking_store=tracking_store,
                                         with_eval=with_eval, echo=click.echo)
         for line in bench_lib.format_result(result):
             click.echo(line)

@@ -707,8 +707,7 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
              echo: Callable[[str], None]) -> None:
     if not todo:
         return
-    jobs = executor.jobs
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 or isinstance(executor, RayExecutor) else 0
+    jobs, threads = executor.jobs, executor.threads()
     done_seconds: list[float] = []
     started = time.perf_counter()
     plan = PlanProgress(todo, progress)
@@ -732,6 +731,10 @@ class LocalExecutor:
 
     def __init__(self, jobs: int):
         self.jobs = jobs
+
+    def threads(self) -> int:
+        """The torch threads of each child: the cores shared between the jobs (0: torch's default)."""
+        return max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 else 0
 
     def run(self, todo: list[Child], args: tuple, plan: PlanProgress, report, echo) -> None:
         if self.jobs > 1:
@@ -778,6 +781,10 @@ class RayExecutor:
 
     def __init__(self, jobs: int, address: str | None):
         self.jobs, self.address = jobs, address
+
+    def threads(self) -> int:
+        """The CPUs each task asks for (unless the config sets ``threads``) and its torch threads."""
+        return max(1, (os.cpu_count() or 1) // self.jobs)
 
     def run(self, todo: list[Child], args: tuple, plan: PlanProgress, report, echo) -> None:
         import ray
