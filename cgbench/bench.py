@@ -330,7 +330,10 @@ def bench_preset(
     tracking_iters: int | None = 0,
     with_eval: bool = True,
     echo: Callable[[str], None] = print,
+    tracking_store: str | None = None,
 ) -> PresetResult:
+    """Every figure of ``cgbench bench`` for one preset; ``tracking_store``: the MLflow store the
+    tracking figure writes to (default: a throwaway sqlite file)."""
     from cgbench.devices import resolve_device
 
     device = resolve_device(config.device)
@@ -338,17 +341,19 @@ def bench_preset(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     try:
-        return _bench_preset(config, preset, device, iters, warmup, tracking_iters, with_eval, echo)
+        return _bench_preset(config, preset, device, iters, warmup, (tracking_iters, tracking_store), with_eval,
+                             echo)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _bench_preset(config: Config, preset: str, device: torch.device, iters: int | None, warmup: int,
-                  tracking_iters: int | None,
+                  tracking: tuple[int | None, str | None],
                   with_eval: bool, echo: Callable[[str], None]) -> PresetResult:
     from cgbench.data.sampler import PairedSampler, UnpairedSampler
     from cgbench.train import load_training_data
 
+    tracking_iters, tracking_store = tracking
     threads = torch.get_num_threads()
     data = load_training_data(config, echo=echo)
     rss_reset = reset_peak_rss()
@@ -383,7 +388,7 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     speed = dataclasses.asdict(fast.speed)
     del fast, plain
 
-    tracking = measure_tracking(config, preset, tracking_iters) if tracking_iters > 0 else {}
+    tracking = measure_tracking(config, preset, tracking_iters, tracking_store) if tracking_iters > 0 else {}
     if tracking:
         breakdown["tracking"] = tracking["seconds_per_iter"]
     result = PresetResult(
@@ -442,14 +447,15 @@ def _time_in_blocks(fast, plain, sampler, device: torch.device, iters: int, firs
     return fast_s, plain_s, laps, block_ratios
 
 
-def measure_tracking(config: Config, preset: str, iters: int) -> dict[str, float]:
+def measure_tracking(config: Config, preset: str, iters: int, store: str | None = None) -> dict[str, float]:
     """Tracking's share of the real training loop: ``iters`` iterations of :func:`cgbench.train.train`
-    into a throwaway sqlite store, with the preset's logging cadence and one checkpoint at the end."""
+    into ``store`` (default: a throwaway sqlite store), with the preset's logging cadence and one
+    checkpoint at the end."""
     from cgbench.train import train
 
     run_config = config.replace(iters=iters, checkpoint_every=max(iters, 1), sample_every=0)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(run_config, tracking_uri=f"sqlite:///{tmp}/bench.db", experiment="cgbench-bench",
+        result = train(run_config, tracking_uri=store or f"sqlite:///{tmp}/bench.db", experiment="cgbench-bench",
                        preset=preset, progress=False, echo=lambda *_: None)
     checkpoint_share = result.checkpoint_seconds / (config.checkpoint_every * result.sec_per_iter)
     return {

@@ -43,11 +43,12 @@ def handle_errors(fn: Callable) -> Callable:
         except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
             from cgbench.leases import LeaseLost
             from cgbench.sweep import SweepInterrupted
+            from cgbench.tracking import StoreUnavailable
             from cgbench.train import Interrupted, NonFiniteLoss, RanksDiverged
 
             if isinstance(exc, (Interrupted, SweepInterrupted)):
                 _fail(str(exc), 130)
-            if isinstance(exc, (NonFiniteLoss, RanksDiverged, LeaseLost)):
+            if isinstance(exc, (NonFiniteLoss, RanksDiverged, LeaseLost, StoreUnavailable)):
                 _fail(str(exc), 1)
             raise
 
@@ -288,9 +289,12 @@ def data_synth(out, size, n_train, n_val, seed, workers):
 @click.option("--experiment", default="cgbench-bench", show_default=True, help="MLflow experiment for --log-mlflow.")
 @click.option("--tracking-uri", default=None,
               help="MLflow store for --log-mlflow (default: MLFLOW_TRACKING_URI, else ./mlflow.db).")
+@click.option("--tracking-store", default=None, metavar="URI",
+              help="The MLflow store the tracking figure's runs write to, e.g. http://HOST:PORT of a server "
+                   "(default: a throwaway sqlite file).")
 @handle_errors
 def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_iters, with_eval, sets, json_path,
-          log_mlflow, experiment, tracking_uri):
+          log_mlflow, experiment, tracking_uri, tracking_store):
     """Time the training step (fast vs plain eager fp32), its parts, FLOPs, memory and evaluation."""
     import json
 
@@ -309,7 +313,7 @@ def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_
                f"{report['machine']['torch']}" + (f", {report['machine']['cuda']}" if report["machine"]["cuda"] else ""))
     for preset, config in configs:
         result = bench_lib.bench_preset(config, preset, iters=iters, warmup=warmup,
-                                        tracking_iters=tracking_iters,
+                                        tracking_iters=tracking_iters, tracking_store=tracking_store,
                                         with_eval=with_eval, echo=click.echo)
         for line in bench_lib.format_result(result):
             click.echo(line)
@@ -347,8 +351,15 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--tracking-uri", default=None, help="Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and an estimated time; run nothing.")
 @click.option("--progress/--no-progress", default=True)
+@click.option("--executor", "executor_name", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where children run: local processes (--jobs at a time) or Ray tasks on a cluster "
+                   '(pip install -e ".[ray]").')
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="The Ray cluster (host:port, or auto for the one this machine joined). Default: a local "
+                   "cluster started for the sweep.")
 @handle_errors
-def sweep(spec, seeds, jobs, preset, data_dir, dataset, sets, experiment, tracking_uri, dry_run, progress):
+def sweep(spec, seeds, jobs, preset, data_dir, dataset, sets, experiment, tracking_uri, dry_run, progress,
+          executor_name, ray_address):
     """Train and evaluate every (row, seed) of SPEC (e.g. runs/ablations.yaml) under one parent run.
 
     Re-running the same command skips finished runs and resumes interrupted ones."""
@@ -360,7 +371,7 @@ def sweep(spec, seeds, jobs, preset, data_dir, dataset, sets, experiment, tracki
         raise ConfigError("give either --data DIR or --dataset synthcity, not both")
     result = run_sweep(spec, seeds=_parse_seeds(seeds), jobs=jobs, preset=preset, data=data_dir or dataset,
                        sets=parse_set(sets), tracking_uri=tracking_uri, experiment=experiment, dry_run=dry_run,
-                       progress=progress, echo=click.echo)
+                       progress=progress, echo=click.echo, executor_name=executor_name, ray_address=ray_address)
     if result.failed:
         sys.exit(1)
 

@@ -227,7 +227,13 @@ def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: 
     """Train (or resume) and evaluate one child; returns (run_id, status, seconds).
 
     ``gpus``: a queue of free GPU slots (see :func:`gpu_slots`), or None; the child holds a slot
-    while it runs and puts it back when done."""
+    while it runs and puts it back when done.
+
+    What is left to do is read again from the store first, so that a child started again (a Ray
+    task rescheduled after its worker died) resumes the run its first attempt made."""
+    _refresh(child, parent_run_id, tracking_uri, evaluators)
+    if child.status not in ("planned", "resume", "evaluate"):  # finished meanwhile (or failed)
+        return child.run_id, child.status, 0.0
     if gpus is None or placed_device(child.config.device, 0) is None:
         return _train_and_evaluate(child, experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset,
                                    threads, on_progress, None)
@@ -252,6 +258,8 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
     start = time.perf_counter()
     quiet = (lambda *_: None)
     run_id = child.run_id
+    if child.status == "resume":
+        _wait_for_writer(tracking_uri, run_id)
     if child.status in ("planned", "resume"):
         result = train(
             child.config if child.status == "planned" else None, tracking_uri=tracking_uri, experiment=experiment,
@@ -264,6 +272,27 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
         evaluate(run_id, list(evaluators), tracking_uri=tracking_uri, fcn=fcn_run_id, progress=False, echo=quiet,
                  device=device or "auto")
     return run_id, "finished", time.perf_counter() - start
+
+
+def _refresh(child: Child, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...]) -> None:
+    """The child's status as the store has it now (see :func:`_classify`)."""
+    from evaluators.base import discover
+
+    from cgbench.tracking import client_for
+
+    installed = discover()
+    found = _existing_children(client_for(tracking_uri), parent_run_id).get((child.row.key, child.seed))
+    _classify(child, found, [installed[name].key_prefix() for name in evaluators])
+
+
+def _wait_for_writer(tracking_uri: str | None, run_id: str) -> None:
+    """Wait until no live process writes run ``run_id``: a writer that died on this machine is
+    gone at once, one on another machine once its heartbeat is stale (:mod:`cgbench.leases`)."""
+    from cgbench.tracking import client_for
+
+    lease = Lease(client_for(tracking_uri), f"run/{run_id}")
+    lease.wait()
+    lease.release()  # taken only to know it is free: the training run takes it again
 
 
 def _worker_init() -> None:
@@ -336,14 +365,20 @@ def run_sweep(
     dry_run: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    executor_name: str = "local",
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Train and evaluate every (row, seed) of the spec as children of one parent run; the same
     command again skips what is finished and resumes what was interrupted. Sweeps of the same spec
     running at once share the parent and split the children: each child (and the FCN, and the null
     rows) is done by one of them (:mod:`cgbench.leases`); each waits for the others' to finish.
-    SIGTERM stops a sweep as Ctrl-C does; the parent run is then marked KILLED."""
+    SIGTERM stops a sweep as Ctrl-C does; the parent run is then marked KILLED.
+
+    ``executor_name``: ``local`` (processes here, ``jobs`` at a time) or ``ray`` (Ray tasks on the
+    cluster at ``ray_address``; see :class:`RayExecutor`)."""
     started = time.perf_counter()
     plan = make_plan(spec_path, seeds, jobs, preset, data, sets, experiment)
+    executor = make_executor(executor_name, jobs, ray_address)
     if dry_run:
         print_plan(plan, jobs, echo)
         return SweepResult(None, plan.experiment, plan.children, None, 0.0)
@@ -353,10 +388,16 @@ def run_sweep(
     with _sigterm_as_interrupt():
         parent = open_parent(plan, ref, jobs, tracking_uri, echo)
         try:
-            fcn_run_id = _run_children(plan, parent, jobs, tracking_uri, progress, echo)
+            fcn_run_id = _run_children(plan, parent, executor, tracking_uri, progress, echo)
         except BaseException as exc:
             _ignore_stop_signals()  # recording the parent's status must not be cut short
-            parent.end("KILLED" if isinstance(exc, (KeyboardInterrupt, SweepInterrupted)) else "FAILED")
+            from cgbench.tracking import StoreUnavailable
+
+            status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
+            if isinstance(exc, StoreUnavailable):  # the store is away: do not wait for it again
+                parent.end_if_reachable(status)
+            else:
+                parent.end(status)
             raise
     children = plan.children
     failed = [c for c in children if c.status == "failed"]
@@ -368,7 +409,7 @@ def run_sweep(
     return SweepResult(parent.run_id, plan.experiment, children, fcn_run_id, seconds)
 
 
-def _run_children(plan: Plan, parent, jobs: int, tracking_uri: str | None, progress: bool,
+def _run_children(plan: Plan, parent, executor, tracking_uri: str | None, progress: bool,
                   echo: Callable[[str], None]) -> str | None:
     """Claim the children no other sweep holds, prepare the scoring, do the claimed children, then
     wait for the others'; returns the FCN's run id."""
@@ -394,7 +435,7 @@ def _run_children(plan: Plan, parent, jobs: int, tracking_uri: str | None, progr
 
         def do(children: list[Child]) -> None:
             _execute(children, plan.experiment, parent.run_id, tracking_uri, plan.spec.evaluators, fcn_run_id,
-                     plan.preset, jobs, progress, echo)
+                     plan.preset, executor, progress, echo)
 
         do(todo)
         _wait_for_others(client, parent.run_id, elsewhere, leases, prefixes, do, echo)
@@ -662,11 +703,11 @@ def _drain(queue, progress: PlanProgress) -> None:
 
 
 def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_uri: str | None,
-             evaluators: tuple[str, ...], fcn_run_id: str | None, preset: str, jobs: int, progress: bool,
+             evaluators: tuple[str, ...], fcn_run_id: str | None, preset: str, executor, progress: bool,
              echo: Callable[[str], None]) -> None:
     if not todo:
         return
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    jobs, threads = executor.jobs, executor.threads()
     done_seconds: list[float] = []
     started = time.perf_counter()
     plan = PlanProgress(todo, progress)
@@ -681,7 +722,24 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
                    f"elapsed {_fmt_seconds(time.perf_counter() - started)}, about {_fmt_seconds(eta)} left", echo)
 
     args = (experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset, threads)
-    if jobs == 1:
+    executor.run(todo, args, plan, report, echo)
+
+
+class LocalExecutor:
+    """A sweep's children as processes on this machine: one after the other in this process
+    (``jobs`` 1), else in a pool of ``jobs`` worker processes."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+
+    def threads(self) -> int:
+        """The torch threads of each child: the cores shared between the jobs (0: torch's default)."""
+        return max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 else 0
+
+    def run(self, todo: list[Child], args: tuple, plan: PlanProgress, report, echo) -> None:
+        if self.jobs > 1:
+            _execute_in_pool(todo, args, self.jobs, plan, report, echo)
+            return
         try:
             for i, child in enumerate(todo, 1):
                 what = "training and evaluating" if child.status != "evaluate" else "evaluating"
@@ -690,8 +748,132 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
                 report(i, child)
         finally:
             plan.close()
-        return
-    _execute_in_pool(todo, args, jobs, plan, report, echo)
+
+
+EXECUTORS = ("local", "ray")
+RAY_MAX_RETRIES = 3  # times a child whose Ray worker died is started again (it resumes from its checkpoint)
+
+
+def make_executor(name: str, jobs: int, ray_address: str | None = None):
+    """The executor ``--executor`` names, checked before anything is recorded."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"unknown executor {name!r}; valid executors: {', '.join(EXECUTORS)}")
+    if name == "local":
+        if ray_address:
+            raise ConfigError("--ray-address needs --executor ray")
+        return LocalExecutor(jobs)
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError('--executor ray needs Ray, which is not installed; install it with pip install -e ".[ray]"')
+    return RayExecutor(jobs, ray_address)
+
+
+class RayExecutor:
+    """A sweep's children as Ray tasks on a cluster: ``address`` names it (``auto``: the cluster
+    this machine joined; None: a local one, started for the sweep and stopped after it). Each task
+    runs :func:`_run_child`, the local pool's child entry, in the sweep's working directory, and
+    asks for the child's needs: ``threads`` CPUs (the config's ``threads``, else the cores here
+    divided by ``jobs``) and one GPU when the child trains on CUDA. A task whose worker dies is
+    started again (:data:`RAY_MAX_RETRIES` times), on any node: it resumes the child's run from its
+    newest checkpoint in MLflow, so the store and the data must be reachable by the same URI and
+    path from every node (a tracking server, a shared folder)."""
+
+    def __init__(self, jobs: int, address: str | None):
+        self.jobs, self.address = jobs, address
+
+    def threads(self) -> int:
+        """The CPUs each task asks for (unless the config sets ``threads``) and its torch threads."""
+        return max(1, (os.cpu_count() or 1) // self.jobs)
+
+    def run(self, todo: list[Child], args: tuple, plan: PlanProgress, report, echo) -> None:
+        import ray
+
+        from cgbench.stores import resolve_uri
+
+        started_here = self._connect(ray)
+        try:
+            experiment, parent_run_id, tracking_uri, *rest = args
+            args = (experiment, parent_run_id, resolve_uri(tracking_uri), *rest)  # the workers' environment differs
+            task = ray.remote(_ray_child)
+            refs = {task.options(num_cpus=child.config.threads or args[-1], num_gpus=self._gpus(ray, child),
+                                 max_retries=RAY_MAX_RETRIES, retry_exceptions=False, name=f"cgbench {child.label}")
+                    .remote(os.getcwd(), child, *args): child for child in todo}
+            plan.write(f"Running {len(todo)} runs as Ray tasks ({args[-1]} CPUs each, cluster of "
+                       f"{ray.cluster_resources().get('CPU', 0):g} CPUs) ...", echo)
+            self._collect(ray, refs, report, echo)
+        finally:
+            plan.close()
+            if started_here:
+                ray.shutdown()
+
+    def _connect(self, ray) -> bool:
+        """Join the cluster (start a local one when no address was given); True when this call started it."""
+        if ray.is_initialized():
+            return False
+        try:
+            if self.address is None:
+                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING")
+                return True
+            ray.init(address=self.address, logging_level="WARNING")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"no Ray cluster at --ray-address {self.address} ({_first_line(exc)}); start one with "
+                              "`ray start --head`, or drop --ray-address for a local one") from None
+        return False
+
+    @staticmethod
+    def _gpus(ray, child: Child) -> int:
+        device = child.config.device
+        if device.startswith("cuda"):
+            return 1
+        return 1 if device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1 else 0
+
+    @staticmethod
+    def _collect(ray, refs: dict, report, echo) -> None:
+        """Each child as its task ends; Ctrl-C or SIGTERM cancels the tasks in flight (a training
+        run checkpoints and is marked KILLED) and raises :class:`SweepInterrupted`."""
+        pending = list(refs)
+        try:
+            for i in range(1, len(refs) + 1):
+                (ref,), pending = ray.wait(pending, num_returns=1)
+                _finish(refs[ref], lambda: _ray_result(ray, ref), echo)
+                report(i, refs[ref])
+        except (KeyboardInterrupt, SweepInterrupted):
+            _ignore_stop_signals()
+            for ref in pending:
+                ray.cancel(ref)
+            ray.wait(pending, num_returns=len(pending), timeout=60)
+            raise SweepInterrupted("sweep interrupted; runs in flight were checkpointed; run the same command "
+                                   "again to resume") from None
+
+
+def _ray_child(cwd: str, child: Child, *args):
+    """A Ray task: :func:`_run_child` in the sweep's working directory (relative paths in the
+    config mean the same there), without a progress display."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    _worker_init()
+    return _run_child(child, *args, _no_progress)
+
+
+def _no_progress(label: str, iteration: int, total: int) -> None:
+    pass
+
+
+def _ray_result(ray, ref) -> tuple[str, str, float]:
+    """A task's result; its child's own error as raised in the child (e.g. a failed run)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        raise exc.cause from None
+    except ray.exceptions.RayError as exc:  # its worker died more often than it was retried
+        raise CgbenchError(f"its Ray worker died {RAY_MAX_RETRIES + 1} times ({type(exc).__name__}); run the same "
+                           "command again to resume it") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgress, report, echo) -> None:

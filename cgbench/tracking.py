@@ -27,6 +27,10 @@ import torch
 
 # MLflow draws a progress bar for every artifact it copies (each checkpoint read); keep it quiet.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow's HTTP client retries a failed request 7 times over about 4 minutes before it raises; a run
+# waits for its server under cgbench's own limit (PatientClient), so MLflow's retries are kept short.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.data.dataset_source import DatasetSource
@@ -36,11 +40,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from cgbench.checkpoints import CheckpointStore, local_path
-from cgbench.errors import CgbenchError
+from cgbench.errors import CgbenchError, ConfigError
 from cgbench.leases import Lease
 from cgbench.protocol import TAG_PREFIX
 from cgbench.stores import checked_uri, ensure_sqlite_store, sqlite_path
 
+SERVER_WAIT_ENV = "CGBENCH_SERVER_WAIT_S"
+DEFAULT_SERVER_WAIT_S = 300.0  # how long a run waits for its store to answer again before it stops
 CONFIG_ARTIFACT = "config.json"  # every run's full resolved config
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 1000}  # MLflow's limits per log_batch call
 PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "cityscapesScripts", "cgbench")
@@ -112,13 +118,125 @@ class _FolderSource(DatasetSource):
 
 
 
+class StoreUnavailable(Exception):
+    """The tracking store did not answer for :func:`server_wait_seconds`: the run stops (exit
+    status 1), is marked FAILED if the store answers by then, and ``--resume`` continues it."""
+
+    run_status = "FAILED"
+
+    def __reduce__(self):  # crosses process boundaries (sweep workers) with its message
+        return type(self), self.args
+
+
+def server_wait_seconds() -> float:
+    """How long a run waits for its store to answer again (``CGBENCH_SERVER_WAIT_S``, default
+    :data:`DEFAULT_SERVER_WAIT_S`)."""
+    raw = os.environ.get(SERVER_WAIT_ENV, "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_SERVER_WAIT_S
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigError(f"{SERVER_WAIT_ENV}={raw!r} is not a number of seconds >= 0; set it to e.g. 300")
+    return seconds
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """The store could not be reached or written for now, so the same call may succeed later: a
+    tracking server that is away, restarting or overloaded (connection refused or reset, a timeout,
+    HTTP 502-504 after MLflow's own retries), or a sqlite file locked by another writer."""
+    import requests
+
+    transient = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                 requests.exceptions.RetryError, ConnectionError, TimeoutError)
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain of causes, far enough
+        if seen is None:
+            return False
+        if isinstance(seen, transient) or "database is locked" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class PatientClient:
+    """An MlflowClient whose idempotent calls wait for the store: a call that fails because the
+    store cannot be reached (:func:`store_unreachable`) is made again, with backoff, until it
+    succeeds or ``wait_s`` seconds have passed since the first failure (then
+    :class:`StoreUnavailable`). Only calls that change nothing when made twice are retried: a
+    metric sent again with its step, timestamp and value is the same row to MLflow's SQL stores,
+    which keep one (a retry never duplicates a history); tags, params of the same value,
+    artifacts of the same name and a run's status are overwritten. Creating runs and experiments
+    (the leases) is not retried."""
+
+    IDEMPOTENT = frozenset({
+        "log_batch", "log_artifact", "log_artifacts", "log_dict", "log_text", "log_image", "log_figure",
+        "set_terminated", "update_run", "set_tag", "get_run", "get_metric_history", "list_artifacts",
+        "download_artifacts", "search_runs", "search_experiments", "get_experiment_by_name", "set_experiment_tag",
+    })
+
+    def __init__(self, client: MlflowClient, run_id: str | None = None, wait_s: float | None = None):
+        self.client, self.run_id = client, run_id
+        self.wait_s = server_wait_seconds() if wait_s is None else wait_s
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.client.tracking_uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.client, name)
+        if name not in self.IDEMPOTENT:
+            return attr
+        return lambda *args, **kwargs: self.call(attr, *args, **kwargs)
+
+    def call(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, made again while the store cannot be reached (see the class);
+        the wait is said on stderr when it begins and when it ends."""
+        deadline, delay = None, 0.5
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                if not store_unreachable(exc):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.wait_s
+                    _say(f"cgbench: the MLflow store {self.tracking_uri} does not answer ({_first_line(exc)}); "
+                         f"waiting for it up to {self.wait_s:g} s ({SERVER_WAIT_ENV})")
+                if now >= deadline:
+                    run = f"run {self.run_id}" if self.run_id else "the command"
+                    raise StoreUnavailable(
+                        f"the MLflow store {self.tracking_uri} did not answer for {self.wait_s:g} s "
+                        f"({_first_line(exc)}); {run} stopped. Start the store again, then continue with "
+                        f"`cgbench run --resume {self.run_id or 'RUN_ID'}` (a sweep: the same command again); "
+                        f"the wait is {SERVER_WAIT_ENV}") from None
+                time.sleep(min(delay, deadline - now))
+                delay = min(2 * delay, 10.0)
+                continue
+            if deadline is not None:
+                _say(f"cgbench: the MLflow store {self.tracking_uri} answers again")
+            return result
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
 class RunTracker:
     """One MLflow run: created fresh or reopened for ``--resume``. A tracker that writes a run over
     time (training) holds the run's lease (:meth:`take_lease`): while it does, no other process
     writes the run, and once another process has taken the lease over, this one writes nothing."""
 
     def __init__(self, client: MlflowClient, run_id: str):
-        self.client = client
+        self.client = PatientClient(client, run_id=run_id)  # waits for a store that is away for a while
         self.run_id = run_id
         self._buffer: list[Metric] = []
         self.lease: Lease | None = None
@@ -194,11 +312,24 @@ class RunTracker:
             if status is None:
                 self.release_lease()
                 raise
+            if isinstance(exc, StoreUnavailable):
+                self.end_if_reachable(status)
+                raise
             if getattr(exc, "record_failure", False):
                 self.set_tags({TAG_PREFIX + "failure": str(exc)})
             self.end(status)
             raise
         self.end("FINISHED")
+
+    def end_if_reachable(self, status: str) -> None:
+        """After :class:`StoreUnavailable`: one more try, without waiting, to flush and set the
+        status; if the store is still away the run stays as it is (``--resume`` continues it)."""
+        self.client.wait_s = 0.0
+        try:
+            self.end(status)
+        except Exception as exc:
+            if not (isinstance(exc, StoreUnavailable) or store_unreachable(exc)):
+                raise
 
     @property
     def run(self):

@@ -278,6 +278,26 @@ def test_two_sweeps_of_one_spec_at_once_train_each_child_and_the_fcn_once(synth_
     assert next(r for r in report.tables[0].rows if r.key == "cyclegan").n == 2  # two seeds, no copies
 
 
+def test_two_sweeps_with_two_jobs_each_on_one_sqlite_file_lose_nothing(synth_dir, tracking_uri, tmp_path):
+    """Four training processes and two sweeps writing one sqlite file at once: none dies of
+    "database is locked" (a write that finds the file locked waits for it: PatientClient)."""
+    other = tmp_path / "other.yaml"
+    other.write_text(SPEC.replace("name: rel", "name: rel-other").format(iters=10, evaluators="[seg]"))
+    common = ["--jobs", "2", "--data", str(synth_dir), "--tracking-uri", tracking_uri, "--no-progress"]
+    client = MlflowClient(tracking_uri)
+    client.search_experiments()  # the store exists before the race (its creation is tested below)
+    proc = _popen(["sweep", str(other), *common], tmp_path)
+    here = CliRunner().invoke(main, ["sweep", str(_spec(tmp_path, 10)), *common])  # meanwhile, in this process
+    out, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0 and here.exit_code == 0, (out + err, here.output + here.stderr)
+    assert "locked" not in err + here.stderr
+    runs = _sweep_runs(client)
+    assert len(runs["sweep"]) == 2 and len(runs["cyclegan"]) == 4
+    for run in runs["cyclegan"]:
+        assert run.info.status == "FINISHED" and "eval/photo2labels/per_pixel_acc" in run.data.metrics
+        _assert_each_step_once(client, run.info.run_id, 10)
+
+
 # --- 8. two first commands on a new store ------------------------------------------------------
 
 FIRST_COMMAND = textwrap.dedent("""\
