@@ -103,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px.
     "cpu": dict(
         image_size=64, load_size=72, prep="clean", ngf=16, ndf=16, n_blocks=4, batch_size=1,
-        iters=1500, checkpoint_every=500, log_every=5, sample_every=500, cogan_search_steps=100,
+        iters=2000, checkpoint_every=500, log_every=5, sample_every=500, cogan_search_steps=100,
         fcn_arch="fcn8s", fcn_width=16, fcn_epochs=8.0, fcn_batch_size=8, fcn_lr=2e-3,
     ),
     # Seconds: for tests and smoke checks only.
