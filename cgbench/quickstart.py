@@ -19,7 +19,7 @@ SPEC = Path(__file__).resolve().parent.parent / "runs" / "quickstart.yaml"
 
 CAVEAT = (
     "These numbers come from real training and evaluation at a CPU size (64 px, quarter-width networks, "
-    "about a minute per run, three seeds on SynthCity): they are not the paper's setting. For the paper's "
+    "2000 iterations per run, three seeds on SynthCity): they are not the paper's setting. For the paper's "
     "(128 px, 200 epochs, real Cityscapes) run on a GPU: "
     "cgbench sweep runs/ablations.yaml --preset paper --data CITYSCAPES_DIR"
 )
