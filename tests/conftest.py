@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -42,17 +42,21 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
 
 
-def wait_until(done: Callable[[], bool], proc: subprocess.Popen, what: str) -> None:
-    """Poll ``done`` until it holds while ``proc`` runs, waiting on the process between polls;
-    fail if the process ends first, or after :data:`HANG_SECONDS`."""
+def wait_until(done: Callable[[], Any], proc: subprocess.Popen, what: str,
+               output: Callable[[], str] | None = None) -> Any:
+    """Poll ``done`` until it returns something true while ``proc`` runs, waiting on the process
+    between polls, and return that; fail if the process ends first (with ``output()`` in the
+    message, when given), or after :data:`HANG_SECONDS`."""
     deadline = time.monotonic() + HANG_SECONDS
-    while not done():
+    while not (found := done()):
         try:
             status = proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
             assert time.monotonic() < deadline, f"no {what} after {HANG_SECONDS:.0f} s"
             continue
-        raise AssertionError(f"the process ended (status {status}) before {what}")
+        raise AssertionError(f"the process ended (status {status}) before {what}" +
+                             (f": {output()}" if output is not None else ""))
+    return found
 
 
 def assert_one_line_error(out, *fragments: str) -> None:

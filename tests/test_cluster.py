@@ -14,14 +14,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import HANG_SECONDS, assert_one_line_error
+from conftest import HANG_SECONDS, assert_one_line_error, wait_until
 from cgbench.cli import main
 from cgbench.distributed import free_port
 from cgbench.leases import Lease
@@ -55,14 +54,8 @@ class Node:
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_started(self) -> None:
-        deadline = time.monotonic() + HANG_SECONDS
-        while "Ray runtime started" not in self.log.read_text():
-            try:
-                status = self.proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                assert time.monotonic() < deadline, f"no Ray node after {HANG_SECONDS:.0f} s"
-                continue
-            raise AssertionError(f"ray start ended with status {status}: {self.log.read_text()[-3000:]}")
+        wait_until(lambda: "Ray runtime started" in self.log.read_text(), self.proc, "Ray node started",
+                   output=lambda: self.log.read_text()[-3000:])
 
     def stop(self) -> None:
         for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):  # nothing of the node need be kept
@@ -166,17 +159,11 @@ def test_a_worker_killed_mid_child_loses_no_step(cluster, synth_dir, tmp_path):
 
 
 def _wait_for_a_child_at_step(client: MlflowClient, proc: subprocess.Popen, step: int) -> str:
-    deadline = time.monotonic() + HANG_SECONDS
-    while True:
-        for run in _children(client):
-            if run.info.status == "RUNNING" and _last_step(client, run.info.run_id) >= step:
-                return run.info.run_id
-        try:
-            status = proc.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            assert time.monotonic() < deadline, f"no child reached step {step}"
-            continue
-        raise AssertionError(f"the sweep ended (status {status}) first: {proc.stdout.read()}")
+    def child_at_step() -> str | None:
+        return next((run.info.run_id for run in _children(client)
+                     if run.info.status == "RUNNING" and _last_step(client, run.info.run_id) >= step), None)
+
+    return wait_until(child_at_step, proc, f"a child at step {step}", output=proc.stdout.read)
 
 
 def test_ray_address_without_the_ray_executor_is_one_line(synth_dir, tracking_uri, tmp_path):

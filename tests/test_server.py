@@ -7,6 +7,7 @@ a server away longer than the limit stops the run in one line and --resume conti
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -16,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import HANG_SECONDS
+from conftest import HANG_SECONDS, wait_until
 from cgbench.cli import main
 from cgbench.distributed import free_port
 
@@ -107,14 +107,7 @@ class MlflowServer:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(self.cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + HANG_SECONDS
-        while not self._healthy():
-            try:
-                status = self.proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                assert time.monotonic() < deadline, f"mlflow server not up after {HANG_SECONDS:.0f} s"
-                continue
-            raise AssertionError(f"mlflow server ended with status {status}: {self.log.read_text()[-3000:]}")
+        wait_until(self._healthy, self.proc, "mlflow server up", output=lambda: self.log.read_text()[-3000:])
 
     def _healthy(self) -> bool:
         try:
@@ -170,15 +163,28 @@ def _assert_each_step_once(client: MlflowClient, run_id: str, last: int = ITERS)
 def _pause_at_step(client: MlflowClient, run_id: str, proc: subprocess.Popen, step: int) -> None:
     """Stop (SIGSTOP) the training process once ``step`` is recorded, so that the server goes away
     while the run still has steps to record, however fast the machine."""
-    deadline = time.monotonic() + HANG_SECONDS
-    while max((m.step for m in client.get_metric_history(run_id, "loss/D_Y")), default=0) < step:
-        try:
-            status = proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            assert time.monotonic() < deadline, f"step {step} not recorded"
-            continue
-        raise AssertionError(f"the run ended (status {status}) before step {step}: {proc.stderr.read()}")
+    wait_until(lambda: max((m.step for m in client.get_metric_history(run_id, "loss/D_Y")), default=0) >= step,
+               proc, f"step {step} recorded", output=proc.stderr.read)
     os.kill(proc.pid, signal.SIGSTOP)
+
+
+@contextlib.contextmanager
+def _server_stopped_mid_run(server, proc: subprocess.Popen):
+    """The training ``proc`` paused at step 10, the server stopped, the run let go on: yields
+    (client, run id). Afterwards the server runs again and the process is gone, whatever happened."""
+    try:
+        run_id = _run_id(proc)
+        client = MlflowClient(server.uri)
+        _pause_at_step(client, run_id, proc, 10)
+        server.stop()
+        os.kill(proc.pid, signal.SIGCONT)
+        yield client, run_id
+    finally:
+        if server.proc is None:
+            server.start()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _train(synth_dir: Path, uri: str, experiment: str) -> list[str]:
@@ -188,22 +194,11 @@ def _train(synth_dir: Path, uri: str, experiment: str) -> list[str]:
 
 def test_a_run_survives_the_server_away_for_ten_seconds(server, synth_dir, tmp_path):
     proc = _popen(_train(synth_dir, server.uri, "outage"), tmp_path)
-    try:
-        run_id = _run_id(proc)
-        client = MlflowClient(server.uri)
-        _pause_at_step(client, run_id, proc, 10)
-        server.stop()
-        os.kill(proc.pid, signal.SIGCONT)
+    with _server_stopped_mid_run(server, proc) as (client, run_id):
         with pytest.raises(subprocess.TimeoutExpired):  # the run waits out the outage, alive
             proc.wait(timeout=OUTAGE_SECONDS)
         server.start()
         out, err = proc.communicate(timeout=HANG_SECONDS)
-    finally:
-        if server.proc is None:
-            server.start()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "does not answer" in err and "answers again" in err and "Traceback" not in err, err  # it did wait
     assert client.get_run(run_id).info.status == "FINISHED"
@@ -212,19 +207,8 @@ def test_a_run_survives_the_server_away_for_ten_seconds(server, synth_dir, tmp_p
 
 def test_a_server_away_longer_than_the_limit_stops_the_run_and_resume_continues(server, synth_dir, tmp_path):
     proc = _popen(_train(synth_dir, server.uri, "outage"), tmp_path, env={"CGBENCH_SERVER_WAIT_S": "2"})
-    try:
-        run_id = _run_id(proc)
-        client = MlflowClient(server.uri)
-        _pause_at_step(client, run_id, proc, 10)
-        server.stop()
-        os.kill(proc.pid, signal.SIGCONT)
+    with _server_stopped_mid_run(server, proc) as (client, run_id):
         _, err = proc.communicate(timeout=HANG_SECONDS)
-    finally:
-        if server.proc is None:
-            server.start()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 1, err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err, err
