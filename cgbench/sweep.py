@@ -264,7 +264,8 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
         result = train(
             child.config if child.status == "planned" else None, tracking_uri=tracking_uri, experiment=experiment,
             preset=preset, resume_run_id=run_id if child.status == "resume" else None, parent_run_id=parent_run_id,
-            tags={TAG + "sweep": parent_run_id}, progress=False, echo=quiet,
+            tags={TAG + "sweep": parent_run_id, TAG + "row": child.row.key},
+            run_name=f"{child.row.key}-seed{child.seed}", progress=False, echo=quiet,
             on_progress=lambda it, total: on_progress(child.label, it, total), device=device,
         )
         run_id = result.run_id

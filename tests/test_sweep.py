@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
@@ -121,3 +122,34 @@ def test_shipped_specs_are_valid():
     assert rows["ablations"] == rows["quickstart"] == ["cycle-only", "no-cycle", "forward-cycle", "backward-cycle",
                                                         "cyclegan"]
     assert rows["baselines"] == ["cogan", "bigan", "simgan", "feature-gan", "cyclegan", "pix2pix"]
+
+
+def test_rows_of_one_ablation_with_different_settings_stay_apart(synth_dir, tracking_uri, tmp_path):
+    """A spec's row is its own: two rows of one ablation that differ in a setting are two rows of
+    the report, found again as such, never merged into the ablation's row."""
+    spec = _spec(tmp_path, SPEC.replace(
+        "  - {row: cycle-only, ablation: cycle-only}\n  - {row: cyclegan, ablation: cyclegan}\n"
+        "  - {row: pix2pix-future, method: not-a-method-yet}\n",
+        "  - {row: lr-low, ablation: cyclegan, lr: 1.0e-4}\n  - {row: lr-high, ablation: cyclegan, lr: 4.0e-4}\n"))
+    args = ["sweep", str(spec), "--data", str(synth_dir), "--tracking-uri", tracking_uri, "--no-progress"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output + first.stderr
+    client = MlflowClient(tracking_uri)
+    children = {r.data.tags["cgbench.row"]: r for r in _runs(client) if r.data.tags.get("cgbench.sweep")}
+    assert sorted(children) == ["lr-high", "lr-low"]
+    assert {k: (r.data.params["lr"], r.info.run_name) for k, r in children.items()} == {
+        "lr-low": ("0.0001", "lr-low-seed0"), "lr-high": ("0.0004", "lr-high-seed0")}
+
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "0 to do, 2 already finished" in again.output, again.output
+
+    report = CliRunner().invoke(main, ["report", "--experiment", "mini", "--tracking-uri", tracking_uri,
+                                       "--out", str(tmp_path / "reports"), "--table", "4,5"])
+    assert report.exit_code == 0, report.output + report.stderr
+    rows = re.findall(r"^\| (lr-\w+) \| 1 \|", report.output, flags=re.M)
+    assert sorted(rows) == ["lr-high", "lr-high", "lr-low", "lr-low"], report.output  # in Tables 4 and 5
+    table = pd.read_csv(tmp_path / "reports" / "mini.csv")
+    shown = table[table["row"].str.startswith("lr-")]
+    assert sorted(set(zip(shown["table"], shown["row"]))) == [(4, "lr-high"), (4, "lr-low"), (5, "lr-high"),
+                                                              (5, "lr-low")]
+    assert (shown["n"] == 1).all()

@@ -238,8 +238,8 @@ def fill_table(
     ``ground_truth``: one dict of the three scores per distinct evaluator FCN (labels→photo tables
     only). ``nulls``: the null translators' runs (their ``row`` is a key of
     :data:`cgbench.protocol.NULL_ROWS`); the best of them per metric is the floor. ``outside``:
-    rows scored from images or checkpoints made outside cgbench, shown where they have scores of
-    the table's direction. Every row but
+    rows the paper does not have (scored from images or checkpoints made outside cgbench, or a
+    sweep's own rows), shown where they have scores of the table's direction. Every row but
     the reference is Welch-tested against full CycleGAN, and every trained row is tested
     (one-sided) against the floor, per metric.
     """

@@ -497,13 +497,11 @@ def _chosen_records(runs, source: str, paper_numbers: list[int]) -> tuple[list[R
     shown = {r.key for n in paper_numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
     others: dict[str, int] = {}
     for r in records:
-        if r.row not in shown and not external(r):
+        if r.row not in shown and r.row in KNOWN_ROWS and not external(r):
             others[r.row] = others.get(r.row, 0) + 1
     if others:
         what = ", ".join(f"{k} ({v} run{'s' if v > 1 else ''})" for k, v in sorted(others.items()))
-        known = [k for k in others if k in KNOWN_ROWS]
-        notes.append(f"runs of rows not in the selected tables are not shown: {what}"
-                     + ("" if len(known) == len(others) else "; rows unknown to the paper's tables are never shown"))
+        notes.append(f"runs of rows not in the selected tables are not shown: {what}")
     return records, notes
 
 
@@ -517,6 +515,9 @@ def _filled_tables(client, records: list[RunRecord], paper_numbers: list[int], n
                      "record them with cgbench eval --nulls")
     outside = tuple(PaperRow(key, f"{key} (scored from {kind})", None) for key, kind in dict(
         (r.row, r.tags.get(TAG_PREFIX + "source", "outside")) for r in records if external(r)).items())
+    # a sweep's own rows (a spec row named other than the paper's, e.g. a setting's variant)
+    outside += tuple(PaperRow(key, key, None) for key in dict.fromkeys(
+        r.row for r in records if not external(r) and r.row not in KNOWN_ROWS))
     results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls,
                           outside=outside) for n in paper_numbers]
     ladder = fcn_ladder(client, records)
