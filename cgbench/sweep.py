@@ -300,6 +300,24 @@ def _worker_init() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
+def _pool_worker_init() -> None:
+    """A pool worker leaves Ctrl-C to the sweep while it waits for work (a KeyboardInterrupt in an
+    idle worker would print a traceback, and a second one would cut its exit short); it takes
+    Ctrl-C only while it works on a child (:func:`_pool_child`)."""
+    _worker_init()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pool_child(*args) -> tuple[str, str, float]:
+    """:func:`_run_child` in a pool worker, stopped by Ctrl-C (a training run checkpoints and is
+    marked KILLED, evaluation stops), the worker idle again afterwards."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _run_child(*args)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 # --- the sweep ------------------------------------------------------------------------
 
 
@@ -887,7 +905,7 @@ def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgre
     context = get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(_ignore_sigint)  # the progress queue outlives a Ctrl-C to the process group
-    with manager, ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init) as pool:
+    with manager, ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_pool_worker_init) as pool:
         queue = manager.Queue()
         drainer = threading.Thread(target=_drain, args=(queue, plan), daemon=True)
         drainer.start()
@@ -897,7 +915,7 @@ def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgre
             gpus = manager.Queue()
             for gpu in slots:
                 gpus.put(gpu)
-        futures = {pool.submit(_run_child, child, *args, _QueueProgress(queue), gpus): child for child in todo}
+        futures = {pool.submit(_pool_child, child, *args, _QueueProgress(queue), gpus): child for child in todo}
         plan.write(f"Running {len(todo)} runs in {jobs} processes ({args[-1]} threads each"
                    + (f", on {len(set(slots))} GPUs" if slots else "") + ") ...", echo)
         try:

@@ -226,14 +226,16 @@ def _sweep_runs(client: MlflowClient) -> dict[str, list]:
 
 
 def test_ctrl_c_to_a_parallel_sweep_checkpoints_every_child(synth_dir, tracking_uri, tmp_path):
-    args = ["sweep", str(_spec(tmp_path, 60)), "--jobs", "2", "--data", str(synth_dir), "--tracking-uri",
+    # 400 iterations: far more than one child trains while the second worker starts, so both are in flight
+    args = ["sweep", str(_spec(tmp_path, 400)), "--jobs", "2", "--data", str(synth_dir), "--tracking-uri",
             tracking_uri, "--no-progress"]
     proc = _popen(args, tmp_path, start_new_session=True)  # its own process group, as a terminal's
     client = MlflowClient(tracking_uri)
 
     def children_started() -> bool:
         children = _sweep_runs(client).get("cyclegan", [])
-        return len(children) == 2 and all(_last_step(client, r.info.run_id) >= 10 for r in children)
+        return len(children) == 2 and all(r.info.status == "RUNNING" and _last_step(client, r.info.run_id) >= 10
+                                          for r in children)
 
     _until(children_started, "both children record step 10", proc)
     os.killpg(proc.pid, signal.SIGINT)
@@ -251,7 +253,39 @@ def test_ctrl_c_to_a_parallel_sweep_checkpoints_every_child(synth_dir, tracking_
     assert len(runs["sweep"]) == 1 and len(runs["cyclegan"]) == 2
     for run in runs["cyclegan"]:
         assert client.get_run(run.info.run_id).info.status == "FINISHED"
-        _assert_each_step_once(client, run.info.run_id, 60)
+        _assert_each_step_once(client, run.info.run_id, 400)
+
+
+def test_ctrl_c_to_a_sweep_with_an_idle_worker_is_one_line(synth_dir, tracking_uri, tmp_path):
+    """A worker whose child is done waits for work: Ctrl-C to the process group is the sweep's to
+    handle, not a KeyboardInterrupt traceback in that worker."""
+    spec = _spec(tmp_path, 400)
+    spec.write_text(spec.read_text().replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "rows:\n", "rows:\n  - {row: quick, ablation: cyclegan, iters: 5}\n"))
+    args = ["sweep", str(spec), "--jobs", "2", "--data", str(synth_dir), "--tracking-uri", tracking_uri,
+            "--no-progress"]
+    proc = _popen(args, tmp_path, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    client = MlflowClient(tracking_uri)
+
+    def quick_returned_other_training() -> bool:  # the sweep printed the quick child's result: its worker idles
+        if not any("quick seed 0: done" in line for line in lines):
+            return False
+        (other,) = [r for r in _sweep_runs(client)["cyclegan"] if r.data.tags["cgbench.row"] == "cyclegan"]
+        return other.info.status == "RUNNING" and _last_step(client, other.info.run_id) >= 10
+
+    _until(quick_returned_other_training, "the quick child is done while the other trains", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=DEADLINE) == 130
+    reader.join(timeout=DEADLINE)
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: sweep interrupted"), err
+    status = {r.data.tags["cgbench.row"]: r.info.status for r in _sweep_runs(client)["cyclegan"]}
+    assert status == {"quick": "FINISHED", "cyclegan": "KILLED"}
 
 
 def test_two_sweeps_of_one_spec_at_once_train_each_child_and_the_fcn_once(synth_dir, tracking_uri, tmp_path):
