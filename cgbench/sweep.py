@@ -14,8 +14,8 @@ A spec (``runs/*.yaml``) names the rows of a study, the preset, the seeds and th
 
 Every key is checked: an unknown key is an error listing the valid ones, and row keys other than
 ``row`` must be config keys. ``row`` names the table row its children fill (their ``cgbench.row``),
-so two rows of one ablation that differ in a setting stay two rows. A row whose method is not installed is kept in the plan as "not
-available" and is never run (the report shows it as not run).
+so two rows of one ablation that differ in a setting stay two rows. A row whose method is not
+installed is kept in the plan as "not available" and is never run (the report shows it as not run).
 
 Running a sweep creates (or finds again) one parent run per (spec, preset, seeds, data, overrides),
 trains the FCN evaluator once per dataset (or reuses the one found by tag), and for every
