@@ -19,8 +19,8 @@ SPEC = Path(__file__).resolve().parent.parent / "runs" / "quickstart.yaml"
 
 CAVEAT = (
     "These numbers come from real training and evaluation at a CPU size (64 px, quarter-width networks, "
-    "2000 iterations per run, three seeds on SynthCity): they are not the paper's setting. For the paper's "
-    "(128 px, 200 epochs, real Cityscapes) run on a GPU: "
+    "1000 iterations per run at lr 5e-4, three seeds on SynthCity): they are not the paper's setting (128 px, "
+    "full width, 200 epochs at lr 2e-4, real Cityscapes). For the paper's setting, on a GPU: "
     "cgbench sweep runs/ablations.yaml --preset paper --data CITYSCAPES_DIR"
 )
 
