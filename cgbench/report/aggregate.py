@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 
 from cgbench.protocol import DISTANCE_METRICS, NULL_ROW_NAMES, NULL_ROWS, RANKED_DISTANCES, metric_key
 from cgbench.report.paper import (
-    GROUND_TRUTH, GROUND_TRUTH_NAME, METRICS, REFERENCE_ROW, PaperRow, PaperTable,
+    GROUND_TRUTH, GROUND_TRUTH_NAME, METRICS, REFERENCE_ROW, PaperRow, PaperTable, setting_departures,
 )
 
 CONFIDENCE = 0.95
@@ -106,6 +106,7 @@ class RunRecord:
     digest: str = ""
     preset: str = ""
     image_size: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)  # the run's config, as MLflow params
 
     @property
     def random_features(self) -> bool:
@@ -174,6 +175,7 @@ class TableResult:
     dataset: str = ""
     digest: str = ""
     preset: str = ""
+    setting: str = ""  # where the trained runs' setting departs from the paper's (one sentence)
     alpha: float = ALPHA
 
     @property
@@ -286,7 +288,7 @@ def fill_table(
     result = TableResult(
         table, rows, gt_row, null_rows, seeds,
         dataset=first.dataset if first else "", digest=first.digest if first else "",
-        preset=first.preset if first else "", alpha=alpha,
+        preset=first.preset if first else "", setting=setting_departures(r.params for r in used), alpha=alpha,
     )
     if null_rows:
         for row in rows:

@@ -87,6 +87,7 @@ def _record(run) -> RunRecord:
         dataset=tags.get(TAG_PREFIX + "dataset", ""), digest=tags.get(TAG_PREFIX + "dataset_digest", ""),
         preset=tags.get(TAG_PREFIX + "preset", ""),
         image_size=tags.get(TAG_PREFIX + "image_size", run.data.params.get("image_size", "")),
+        params=dict(run.data.params),
     )
 
 

@@ -9,7 +9,9 @@ row's last number, so the report puts its footnote mark there too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Mapping
 
+from cgbench.config import PRESETS, Config
 from cgbench.methods.cyclegan import ABLATIONS
 from cgbench.protocol import DIRECTION_NAMES as DIRECTIONS
 from cgbench.protocol import METRIC_NAMES
@@ -101,6 +103,43 @@ TABLES: dict[int, PaperTable] = {
 KNOWN_ROWS: frozenset[str] = frozenset(
     r.key for t in TABLES.values() for r in (*t.rows, *t.extra_rows)
 )
+
+
+#: The training settings a caption compares with the paper's, and how each is written.
+SETTING_WORDS: dict[str, str] = {
+    "image_size": "{} px", "ngf": "ngf {}", "ndf": "ndf {}", "n_blocks": "{} residual blocks",
+    "batch_size": "batch {}", "lr": "lr {}", "length": "{}",
+}
+
+
+def _setting(params: Mapping[str, object]) -> dict[str, str] | None:
+    """The settings of one run's config (its MLflow params, or a config dict) as words; None for a
+    run without them (rows scored from images made elsewhere)."""
+    needed = ("image_size", "ngf", "ndf", "n_blocks", "batch_size", "lr", "iters", "epochs")
+    if not all(k in params for k in needed):
+        return None
+    iters, epochs = int(float(params["iters"])), float(params["epochs"])
+    values = {k: f"{float(params[k]):g}" for k in needed[:-2]}
+    values["length"] = f"{iters} iterations" if iters > 0 else f"{epochs:g} epochs"
+    return {k: SETTING_WORDS[k].format(v) for k, v in values.items()}
+
+
+#: The paper's Cityscapes setting, as the ``paper`` preset writes it.
+PAPER_SETTING: dict[str, str] = _setting(Config().replace(**PRESETS["paper"]).to_dict()) or {}
+
+
+def setting_departures(runs_params: Iterable[Mapping[str, object]]) -> str:
+    """One sentence: where the runs' training setting departs from the paper's ("" where it does
+    not, or no run says); a setting that differs between runs is given with each of its values."""
+    settings = [s for s in map(_setting, runs_params) if s is not None]
+    if not settings:
+        return ""
+    parts = []
+    for key, paper in PAPER_SETTING.items():
+        ours = sorted({s[key] for s in settings})
+        if ours != [paper]:
+            parts.append(f"{' or '.join(ours)} (paper: {paper})")
+    return "Our setting departs from the paper's: " + ", ".join(parts) + "." if parts else ""
 
 
 #: Settings of a row that are cgbench's choices, not the paper's (the report footnotes them).

@@ -126,7 +126,7 @@ def caption_details(result: TableResult) -> str:
         data += f" (data {result.digest[:12]})"
     upper = any(r.upper_bound for r in result.rows)
     parts = [
-        f"Dataset {data}, preset {result.preset or '?'}, seeds {seeds}.",
+        f"Dataset {data}, preset {result.preset or '?'}, seeds {seeds}." + (f" {result.setting}" if result.setting else ""),
         "Ours: mean ± 95% confidence interval over seeds (Student t); paper: Zhu et al. 2017 on Cityscapes.",
         f"p: Welch's t-test (two-sided, unequal variances) of each row against CycleGAN across seeds; "
         f"{SIG_MARK} p < {result.alpha:g}, uncorrected for multiple comparisons.",
