@@ -105,23 +105,23 @@ KNOWN_ROWS: frozenset[str] = frozenset(
 )
 
 
-#: The training settings a caption compares with the paper's, and how each is written.
+#: The training settings a caption compares with the paper's, and how each is written (with the
+#: run's length: its iterations, or its epochs where iterations are 0).
 SETTING_WORDS: dict[str, str] = {
     "image_size": "{} px", "ngf": "ngf {}", "ndf": "ndf {}", "n_blocks": "{} residual blocks",
-    "batch_size": "batch {}", "lr": "lr {}", "length": "{}",
+    "batch_size": "batch {}", "lr": "lr {}",
 }
 
 
 def _setting(params: Mapping[str, object]) -> dict[str, str] | None:
     """The settings of one run's config (its MLflow params, or a config dict) as words; None for a
     run without them (rows scored from images made elsewhere)."""
-    needed = ("image_size", "ngf", "ndf", "n_blocks", "batch_size", "lr", "iters", "epochs")
-    if not all(k in params for k in needed):
+    if not all(k in params for k in (*SETTING_WORDS, "iters", "epochs")):
         return None
-    iters, epochs = int(float(params["iters"])), float(params["epochs"])
-    values = {k: f"{float(params[k]):g}" for k in needed[:-2]}
-    values["length"] = f"{iters} iterations" if iters > 0 else f"{epochs:g} epochs"
-    return {k: SETTING_WORDS[k].format(v) for k, v in values.items()}
+    words = {k: word.format(f"{float(params[k]):g}") for k, word in SETTING_WORDS.items()}
+    iters = int(float(params["iters"]))
+    words["length"] = f"{iters} iterations" if iters > 0 else f"{float(params['epochs']):g} epochs"
+    return words
 
 
 #: The paper's Cityscapes setting, as the ``paper`` preset writes it.
