@@ -18,9 +18,9 @@ from cgbench.errors import CgbenchError
 SPEC = Path(__file__).resolve().parent.parent / "runs" / "quickstart.yaml"
 
 CAVEAT = (
-    "These numbers come from real training and evaluation at a CPU size (64 px, quarter-width networks, "
-    "1000 iterations per run at lr 5e-4, three seeds on SynthCity): they are not the paper's setting (128 px, "
-    "full width, 200 epochs at lr 2e-4, real Cityscapes). For the paper's setting, on a GPU: "
+    "These numbers come from real training and evaluation at a CPU size on SynthCity: they are not the "
+    "paper's setting (128 px, full width, 200 epochs at lr 2e-4, real Cityscapes); each table's caption above "
+    "says where its runs depart from it. For the paper's setting, on a GPU: "
     "cgbench sweep runs/ablations.yaml --preset paper --data CITYSCAPES_DIR"
 )
 
