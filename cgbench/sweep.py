@@ -301,17 +301,26 @@ def _worker_init() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
-def _pool_worker_init() -> None:
+_SWEEP_STOPPING = None
+"""In a pool worker: the sweep's event, set once the sweep is stopping (see :func:`_pool_child`)."""
+
+
+def _pool_worker_init(stopping) -> None:
     """A pool worker leaves Ctrl-C to the sweep while it waits for work (a KeyboardInterrupt in an
     idle worker would print a traceback, and a second one would cut its exit short); it takes
     Ctrl-C only while it works on a child (:func:`_pool_child`)."""
+    global _SWEEP_STOPPING
     _worker_init()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _SWEEP_STOPPING = stopping
 
 
 def _pool_child(*args) -> tuple[str, str, float]:
     """:func:`_run_child` in a pool worker, stopped by Ctrl-C (a training run checkpoints and is
-    marked KILLED, evaluation stops), the worker idle again afterwards."""
+    marked KILLED, evaluation stops), the worker idle again afterwards. A child that the pool had
+    already handed to a worker when the sweep began to stop is never started."""
+    if _SWEEP_STOPPING is not None and _SWEEP_STOPPING.is_set():
+        return "", "not started", 0.0
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run_child(*args)
@@ -520,7 +529,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _ignore_stop_signals() -> None:
-    """Once a sweep is stopping, more Ctrl-C or SIGTERM must not cut the stop short."""
+    """Once a sweep is stopping, more Ctrl-C or SIGTERM must not cut the stop short (and the
+    sweep's manager process, which the sweep itself shuts down, ignores both from its start)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             signal.signal(sig, signal.SIG_IGN)
@@ -898,15 +908,18 @@ def _first_line(exc: BaseException) -> str:
 
 def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgress, report, echo) -> None:
     """The children in ``jobs`` worker processes. Ctrl-C or SIGTERM: every worker is asked to stop
-    (SIGINT: a training run checkpoints and is marked KILLED; evaluation stops), the sweep waits
-    for them, ignoring more signals meanwhile, and raises :class:`SweepInterrupted`."""
+    (SIGINT: a training run checkpoints and is marked KILLED; evaluation stops), no child not yet
+    started starts, the sweep waits for them, ignoring more signals meanwhile, and raises
+    :class:`SweepInterrupted`."""
     import threading
     from multiprocessing.managers import SyncManager
 
     context = get_context("spawn")
+    stopping = context.Event()
     manager = SyncManager(ctx=context)
-    manager.start(_ignore_sigint)  # the progress queue outlives a Ctrl-C to the process group
-    with manager, ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_pool_worker_init) as pool:
+    manager.start(_ignore_stop_signals)  # the progress queue outlives a Ctrl-C or SIGTERM to the process group
+    with manager, ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_pool_worker_init,
+                                      initargs=(stopping,)) as pool:
         queue = manager.Queue()
         drainer = threading.Thread(target=_drain, args=(queue, plan), daemon=True)
         drainer.start()
@@ -926,6 +939,7 @@ def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgre
                 report(i, child)
         except (KeyboardInterrupt, SweepInterrupted):
             _ignore_stop_signals()
+            stopping.set()  # before the workers are asked to stop: none starts a child it was handed
             for process in list(getattr(pool, "_processes", {}).values()):  # those a plain `kill` did not reach
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGINT)
@@ -936,10 +950,6 @@ def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgre
             queue.put(None)
             drainer.join()
             plan.close()
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cuda_device_count() -> int:

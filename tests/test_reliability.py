@@ -256,6 +256,32 @@ def test_ctrl_c_to_a_parallel_sweep_checkpoints_every_child(synth_dir, tracking_
         _assert_each_step_once(client, run.info.run_id, 400)
 
 
+def test_a_stopped_sweep_starts_none_of_its_queued_children(synth_dir, tracking_uri, tmp_path):
+    """SIGTERM to the process group (as a job scheduler stops a job) while two of four children
+    train: the two in flight checkpoint, the two a worker had already queued never start, and the
+    sweep ends in one line (no helper process killed under it)."""
+    spec = _spec(tmp_path, 400)
+    spec.write_text(spec.read_text().replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
+    args = ["sweep", str(spec), "--jobs", "2", "--data", str(synth_dir), "--tracking-uri", tracking_uri,
+            "--no-progress"]
+    proc = _popen(args, tmp_path, start_new_session=True)
+    client = MlflowClient(tracking_uri)
+
+    def two_children_train() -> bool:
+        children = _sweep_runs(client).get("cyclegan", [])
+        return len(children) == 2 and all(_last_step(client, r.info.run_id) >= 10 for r in children)
+
+    _until(two_children_train, "two children record step 10", proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: sweep interrupted"), err
+    runs = _sweep_runs(client)
+    assert [r.info.status for r in runs["sweep"]] == ["KILLED"]
+    assert sorted(r.info.status for r in runs["cyclegan"]) == ["KILLED", "KILLED"]
+
+
 def test_ctrl_c_to_a_sweep_with_an_idle_worker_is_one_line(synth_dir, tracking_uri, tmp_path):
     """A worker whose child is done waits for work: Ctrl-C to the process group is the sweep's to
     handle, not a KeyboardInterrupt traceback in that worker."""
