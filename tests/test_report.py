@@ -465,7 +465,7 @@ def test_the_caption_says_where_the_setting_departs_from_the_papers(tmp_path):
     cpu = Config().replace(**PRESETS["cpu"]).to_dict()
     for seed, lr in ((0, 5e-4), (1, 4e-4), (2, 5e-4)):
         run_id = make_run(uri, "setting", "cyclegan", seed, 0.5 + 0.01 * seed, preset="cpu")
-        for key in ("image_size", "ngf", "ndf", "n_blocks", "batch_size", "iters", "epochs"):
+        for key in ("image_size", "ngf", "ndf", "n_blocks", "upsample", "batch_size", "iters", "epochs"):
             client.log_param(run_id, key, str(cpu[key]))
         client.log_param(run_id, "lr", str(lr))
     make_run(uri, "setting", "no-cycle", 0, 0.4, preset="cpu")  # scored from elsewhere: no config params
@@ -473,9 +473,12 @@ def test_the_caption_says_where_the_setting_departs_from_the_papers(tmp_path):
     report = build_report(uri, experiment="setting", tables="4", out_dir=None, log_to_mlflow=False)
     assert report.tables[0].setting == (
         "Our setting departs from the paper's: 64 px (paper: 128 px), ngf 16 (paper: ngf 64), ndf 16 "
-        "(paper: ndf 64), 4 residual blocks (paper: 6 residual blocks), lr 0.0004 or lr 0.0005 (paper: lr 0.0002), "
+        "(paper: ndf 64), 4 residual blocks (paper: 6 residual blocks), resize-convolution upsampling (paper: "
+        "transposed-convolution upsampling), lr 0.0004 or lr 0.0005 (paper: lr 0.0002), "
         f"{cpu['iters']} iterations (paper: 200 epochs).")
     assert "preset cpu, seeds 0, 1, 2. Our setting departs from the paper's: 64 px" in report.markdown
     assert "Our setting departs" in report.latex and "Our setting departs" in report.html
     assert setting_departures([Config().replace(**PRESETS["paper"]).to_dict()]) == ""  # the paper's: nothing to say
     assert setting_departures([{"image_size": "64"}]) == ""  # no full config: nothing claimed
+    before = {k: v for k, v in Config().replace(**PRESETS["paper"]).to_dict().items() if k != "upsample"}
+    assert setting_departures([before]) == ""  # recorded before the key existed: the paper's generator

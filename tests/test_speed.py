@@ -50,12 +50,12 @@ def _grads(method) -> dict[str, torch.Tensor]:
             for key, p in net.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("ablation", list(ABLATIONS))
-def test_fast_step_matches_plain_step(ablation):
+@pytest.mark.parametrize("ablation, upsample", [(a, "deconv") for a in ABLATIONS] + [("cyclegan", "resize")])
+def test_fast_step_matches_plain_step(ablation, upsample):
     """Concurrent halves and fused Adam against eager fp32 with one backward, from one seed."""
     before = _threads(2)
     try:
-        base = resolve("tiny", ablation=ablation, sets={"threads": 2, "ngf": 8, "ndf": 8})
+        base = resolve("tiny", ablation=ablation, sets={"threads": 2, "ngf": 8, "ndf": 8, "upsample": upsample})
         fast, plain = _method(base.replace(**FAST)), _method(base.replace(**PLAIN_SETTINGS))
         assert fast.speed.parallel_halves and fast.speed.fused_adam
         assert not (plain.speed.parallel_halves or plain.speed.fused_adam)

@@ -206,7 +206,7 @@ class TwoWayGAN(Method):
 
     def build_generator(self) -> nn.Module:
         c = self.config
-        return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(self.device)
+        return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks, upsample=c.upsample), c.init_gain).to(self.device)
 
     def build_discriminator(self) -> nn.Module:
         c = self.config

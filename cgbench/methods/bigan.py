@@ -37,7 +37,7 @@ class BiGAN(Method):
         c = config
 
         def generator() -> nn.Module:
-            return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks), c.init_gain).to(device)
+            return init_weights(ResnetGenerator(3, 3, c.ngf, c.n_blocks, upsample=c.upsample), c.init_gain).to(device)
 
         self.G, self.E = generator(), generator()
         self.D = init_weights(PatchDiscriminator(6, c.ndf, c.n_layers_d), c.init_gain).to(device)

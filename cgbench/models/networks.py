@@ -102,12 +102,28 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+UPSAMPLING = ("deconv", "resize")
+
+
+def upsampling(kind: str, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
+    """A x2 upsampling layer of the generator: the paper's stride-1/2 3x3 convolution ("deconv"),
+    or a nearest-neighbour resize followed by a 3x3 convolution ("resize", Odena et al. 2016), whose
+    kernel covers every output pixel alike, so it cannot draw the checkerboard that the uneven
+    overlap of a transposed convolution's kernel draws early in training."""
+    if kind == "deconv":
+        return nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=bias)
+    if kind == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias))
+    raise ValueError(f"upsampling {kind!r} is not one of: {', '.join(UPSAMPLING)}")
+
+
 class ResnetGenerator(nn.Module):
     """The paper's generator: 3 channels in, 3 channels out in [-1, 1]. Instance norm (the
     paper's); ``norm="batch"`` builds the authors' batch-norm variant (no conv biases before a norm)."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 6,
-                 norm: str = "instance"):
+                 norm: str = "instance", upsample: str = "deconv"):
         super().__init__()
         bias = norm != "batch"
         layers: list[nn.Module] = [
@@ -121,7 +137,7 @@ class ResnetGenerator(nn.Module):
         layers += [ResidualBlock(ngf * 4, norm) for _ in range(n_blocks)]
         for mult in (4, 2):  # u128, u64
             layers += [
-                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                upsampling(upsample, ngf * mult, ngf * mult // 2, bias),
                 norm_layer(norm, ngf * mult // 2), nn.ReLU(True),
             ]
         layers += [nn.ReflectionPad2d(3), FewOutputConv2d(ngf, out_channels, 7), nn.Tanh()]

@@ -109,16 +109,25 @@ KNOWN_ROWS: frozenset[str] = frozenset(
 #: run's length: its iterations, or its epochs where iterations are 0).
 SETTING_WORDS: dict[str, str] = {
     "image_size": "{} px", "ngf": "ngf {}", "ndf": "ndf {}", "n_blocks": "{} residual blocks",
-    "batch_size": "batch {}", "lr": "lr {}",
+    "upsample": "{} upsampling", "batch_size": "batch {}", "lr": "lr {}",
 }
+#: The generator's upsampling in words.
+UPSAMPLING_WORDS: dict[str, str] = {"deconv": "transposed-convolution", "resize": "resize-convolution"}
+
+
+def _word(key: str, value: object) -> str:
+    if key == "upsample":
+        return SETTING_WORDS[key].format(UPSAMPLING_WORDS.get(str(value), str(value)))
+    return SETTING_WORDS[key].format(f"{float(value):g}")
 
 
 def _setting(params: Mapping[str, object]) -> dict[str, str] | None:
     """The settings of one run's config (its MLflow params, or a config dict) as words; None for a
     run without them (rows scored from images made elsewhere)."""
+    params = {"upsample": "deconv", **params}  # recorded before the key existed: the paper's generator
     if not all(k in params for k in (*SETTING_WORDS, "iters", "epochs")):
         return None
-    words = {k: word.format(f"{float(params[k]):g}") for k, word in SETTING_WORDS.items()}
+    words = {k: _word(k, params[k]) for k in SETTING_WORDS}
     iters = int(float(params["iters"]))
     words["length"] = f"{iters} iterations" if iters > 0 else f"{float(params['epochs']):g} epochs"
     return words
