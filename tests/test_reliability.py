@@ -258,8 +258,9 @@ def test_ctrl_c_to_a_parallel_sweep_checkpoints_every_child(synth_dir, tracking_
 
 def test_a_stopped_sweep_starts_none_of_its_queued_children(synth_dir, tracking_uri, tmp_path):
     """SIGTERM to the process group (as a job scheduler stops a job) while two of four children
-    train: the two in flight checkpoint, the two a worker had already queued never start, and the
-    sweep ends in one line (no helper process killed under it)."""
+    train: the two in flight checkpoint, the two waiting never start (one of them already handed to
+    the workers' call queue, which cancelling the pool's futures does not reach), and the sweep ends
+    in one line (no helper process killed under it)."""
     spec = _spec(tmp_path, 400)
     spec.write_text(spec.read_text().replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
     args = ["sweep", str(spec), "--jobs", "2", "--data", str(synth_dir), "--tracking-uri", tracking_uri,
