@@ -124,7 +124,7 @@ def _word(key: str, value: object) -> str:
 def _setting(params: Mapping[str, object]) -> dict[str, str] | None:
     """The settings of one run's config (its MLflow params, or a config dict) as words; None for a
     run without them (rows scored from images made elsewhere)."""
-    params = {"upsample": "deconv", **params}  # recorded before the key existed: the paper's generator
+    params = {"upsample": Config.upsample, **params}  # recorded before the key existed: the default generator
     if not all(k in params for k in (*SETTING_WORDS, "iters", "epochs")):
         return None
     words = {k: _word(k, params[k]) for k in SETTING_WORDS}
