@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, as one script for a lent CUDA machine (see README "Speed"): the paper preset's
+# The GPU checks, as one script for a lent CUDA machine (see docs/speed.md): the paper preset's
 # fast vs plain step in fp32, one training run under DDP with NCCL (--nproc 1), and the published
 # FCN-8s's throughput at Cityscapes' full label resolution. Figures land in $OUT (or ./gpu-check).
 # Usage: bash scripts/gpu_check.sh   (from the repository root, cgbench installed)
