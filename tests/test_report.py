@@ -234,6 +234,20 @@ def store(tmp_path_factory):
     for row, value in (("null-identity", 0.30), ("null-mean-photo", 0.45), ("null-random-photo", 0.40),
                        ("null-majority-labels", 0.50), ("null-random-labels", 0.20)):
         make_run(uri, "nulls", row, 0, value, **{"cgbench.method": "null", "cgbench.seed": ""})
+    # paired statistics: two rows of the same seeds (seed 2 scored by a second FCN, which scored null rows
+    # of its own), a row of other seeds, and a row scored from images made elsewhere (no seed)
+    for seed, (cyclegan, gan) in enumerate(((0.50, 0.46), (0.58, 0.55), (0.47, 0.42))):
+        fcn = {"cgbench.eval.fcn.fcn": "run fcn1"} if seed == 2 else {}
+        make_run(uri, "paired", "cyclegan", seed, cyclegan, **fcn)
+        make_run(uri, "paired", "no-cycle", seed, gan, **fcn)
+    for seed, pixel in ((3, 0.40), (4, 0.45)):
+        make_run(uri, "paired", "forward-cycle", seed, pixel)
+    for i, pixel in enumerate((0.30, 0.36)):
+        make_run(uri, "paired", "my-images", i, pixel, **{"cgbench.method": "external", "cgbench.seed": "",
+                                                           "cgbench.source": "images"})
+    for row, value in (("null-identity", 0.33), ("null-mean-photo", 0.48)):
+        make_run(uri, "nulls", row, 0, value, **{"cgbench.method": "null", "cgbench.seed": "",
+                                                 "cgbench.eval.fcn.fcn": "run fcn1"})
     return {"uri": uri, "root": root, "sweep": parent.run_id, "bf16": bf16, "authors": authors}
 
 
@@ -478,3 +492,79 @@ def test_the_caption_says_where_the_setting_departs_from_the_papers(tmp_path):
     assert setting_departures([{"image_size": "64"}]) == ""  # no full config: nothing claimed
     before = {k: v for k, v in Config().replace(**PRESETS["paper"]).to_dict().items() if k != "upsample"}
     assert setting_departures([before]) == ""  # recorded before the key existed: the paper's generator
+
+
+# --- paired statistics and the verdicts, recomputed from the runs' own metrics ----------------------------
+
+
+def _holm_by_hand(ps: list[float]) -> list[float]:
+    ranked = sorted(ps)
+    return [max(min(1.0, (len(ps) - j) * q) for j, q in enumerate(ranked) if q <= p) for p in ps]
+
+
+def test_paired_p_values_equal_a_recomputation_from_mlflow(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from cgbench.report.render import CLAIMS_FIELDS, CSV_FIELDS
+
+    report = build_report(store["uri"], experiment="paired", tables="4", out_dir=tmp_path, log_to_mlflow=False,
+                          figures=False)
+    client = MlflowClient(store["uri"])  # the runs' own metrics, read back without the report's code
+    runs = client.search_runs([client.get_experiment_by_name("paired").experiment_id])
+    nulls = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               "tags.`cgbench.method` = 'null'")
+    lines = {(r["row"], r["metric"]): r for r in csv.DictReader(io.StringIO(report.csv)) if r["table"] == "4"}
+    assert list(csv.DictReader(io.StringIO(report.csv)).fieldnames) == list(CSV_FIELDS)
+    for metric in METRICS:
+        key = f"{L2P}/{metric}"
+        seeded = {(r.data.tags["cgbench.row"], r.data.tags["cgbench.seed"]): r for r in runs}
+        cyclegan = [seeded["cyclegan", s].data.metrics[key] for s in "012"]
+        gan = [seeded["no-cycle", s].data.metrics[key] for s in "012"]
+        paired = stats.ttest_rel(gan, cyclegan)
+        line = lines["no-cycle", metric]
+        assert line["test"] == "paired-t" and float(line["p_vs_cyclegan"]) == pytest.approx(paired.pvalue)
+        assert float(line["p_paired"]) == pytest.approx(paired.pvalue)
+        assert float(line["diff_mean"]) == pytest.approx(np.mean(np.subtract(gan, cyclegan)))
+        low, high = paired.confidence_interval(0.95)
+        assert float(line["diff_ci"]) == pytest.approx((high - low) / 2)
+        for row in ("forward-cycle", "my-images"):  # no seed shared with CycleGAN: Welch
+            values = [r.data.metrics[key] for r in runs if r.data.tags["cgbench.row"] == row]
+            line = lines[row, metric]
+            assert line["test"] == "welch" and line["p_paired"] == ""
+            assert float(line["p_vs_cyclegan"]) == pytest.approx(
+                stats.ttest_ind(values, cyclegan, equal_var=False).pvalue)
+        # the floor: each run against the best null row scored by its own FCN
+        floors = [max(r.data.metrics[key] for r in nulls if r.data.tags["cgbench.row"].startswith("null-")
+                      and r.data.tags["cgbench.row"] in ("null-identity", "null-mean-photo", "null-random-photo")
+                      and r.data.tags["cgbench.eval.fcn.fcn"] == seeded["cyclegan", s].data.tags["cgbench.eval.fcn.fcn"])
+                  for s in "012"]
+        assert float(lines["cyclegan", metric]["p_vs_floor"]) == pytest.approx(
+            stats.ttest_rel(cyclegan, floors, alternative="greater").pvalue)
+    assert "Welch's t-test (unequal variances) where a row shares fewer than 2 seeds with CycleGAN: " \
+           "GAN + forward cycle, my-images (scored from images)" in report.markdown
+
+    # claims.csv: the same tests, Holm over the table's tested claims
+    claims = list(csv.DictReader(io.StringIO(report.claims_csv)))
+    assert report.claims_csv == (tmp_path / "paired.claims.csv").read_text(encoding="utf-8")
+    assert list(csv.DictReader(io.StringIO(report.claims_csv)).fieldnames) == list(CLAIMS_FIELDS)
+    assert [(c["claim"], c["metric"]) for c in claims if c["worse"] != "floor"] == [
+        (f"CycleGAN > {name}", m) for name in ("Cycle alone", "GAN alone", "GAN + forward cycle",
+                                               "GAN + backward cycle") for m in METRICS]
+    assert {c["better"] for c in claims if c["worse"] == "floor"} == {
+        "cycle-only", "no-cycle", "forward-cycle", "backward-cycle", "cyclegan", "my-images"}
+    gan = {c["metric"]: c for c in claims if c["claim"] == "CycleGAN > GAN alone"}
+    for metric in METRICS:
+        line = lines["no-cycle", metric]
+        assert float(gan[metric]["p"]) == pytest.approx(float(line["p_vs_cyclegan"]))
+        assert float(gan[metric]["diff_mean"]) == pytest.approx(-float(line["diff_mean"]))
+    tested = [c for c in claims if c["p"]]
+    assert all(c["verdict"] in ("shown", "contradicted", "not resolved") for c in tested)
+    assert {c["verdict"] for c in claims if c["worse"] in ("cycle-only", "backward-cycle")} == {"not run"}
+    for c, expected in zip(tested, _holm_by_hand([float(c["p"]) for c in tested])):
+        assert float(c["p_holm"]) == pytest.approx(expected) and c["family"] == str(len(tested))
+        verdict = "not resolved" if expected >= 0.05 else ("shown" if float(c["diff_mean"]) > 0 else "contradicted")
+        assert c["verdict"] == verdict
+    assert report.verdicts.startswith("Table 4. Ablation: FCN scores, labels→photo.\nWhat these runs show")
+    lead, *verdict = report.verdicts.splitlines()[1:]
+    assert lead.startswith("What these runs show about the paper's claims at this setting (2 to 3 runs per row;")
+    assert f"**Verdict.** {lead}" in report.markdown and all(f"- {line}" in report.markdown for line in verdict)

@@ -110,11 +110,6 @@ class RowResult:
     def is_reference(self) -> bool:
         return self.key == REFERENCE_ROW and not self.ceiling
 
-    @property
-    def trained(self) -> bool:
-        """A translator that learned (ours or scored from elsewhere): neither a null nor the ceiling."""
-        return not (self.null or self.ceiling)
-
     def published_value(self, metric: str) -> float | None:
         if self.published is None or metric not in METRICS:  # the paper published no distances
             return None

@@ -87,13 +87,15 @@ def _floor_claims(result: TableResult) -> list[Claim]:
     out = []
     for row in result.rows:
         for m in METRICS:
-            comparison, why = row.vs_floor.get(m), ""
+            comparison, why = None, ""
             if not result.nulls:
                 why = "no null rows recorded (cgbench eval --nulls)"
             elif row.n == 0:
                 why = f"{row.name} not run"
-            elif comparison is None or comparison.n == 0:
-                comparison, why = None, "no null row scored by the FCN of its runs"
+            elif row.vs_floor[m].n == 0:
+                why = "no null row scored by the FCN of its runs"
+            else:
+                comparison = row.vs_floor[m]
             out.append(Claim(result.number, result.table.direction, row.key, row.name, FLOOR, FLOOR_NAME, m,
                              comparison, None, why))
     return out
@@ -167,13 +169,15 @@ def lines(result: TableResult, judged: list[Claim] | None = None) -> list[str]:
     if not judged:
         return []
     family = judged[0].family
-    seeds = len(result.seeds)
-    lead = (f"What these runs show about the paper's claims at this setting ({seeds} seed{'s' if seeds != 1 else ''}; "
-            f"shown and contradicted hold at the {result.alpha:.0%} level after Holm's correction over the table's "
-            f"{family} tests):")
+    counts = sorted({r.n for r in result.rows if r.n})
+    runs = "no runs" if not counts else (
+        f"{counts[0]} run{'s' if counts[-1] != 1 else ''} per row" if len(counts) == 1
+        else f"{counts[0]} to {counts[-1]} runs per row")
+    lead = (f"What these runs show about the paper's claims at this setting ({runs}; shown and contradicted hold "
+            f"at the {result.alpha:.0%} level after Holm's correction over the table's {family} tests):")
     if family == 0:
-        lead = (f"What these runs show about the paper's claims at this setting: nothing yet ({seeds} "
-                f"seed{'s' if seeds != 1 else ''}; a test needs at least 2 runs of each side).")
+        lead = (f"What these runs show about the paper's claims at this setting: nothing yet ({runs}; a test "
+                "needs at least 2 runs of each side).")
     out = [lead]
     for verdict in VERDICTS:
         group = [c for c in judged if c.verdict == verdict]
