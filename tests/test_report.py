@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import io
 import json
 import math
@@ -20,8 +19,8 @@ from scipy import stats
 
 from conftest import HANG_SECONDS
 from cgbench.errors import CgbenchError
-from cgbench.report import aggregate, build_report, fill_table, render, welch_p
-from cgbench.report.aggregate import RunRecord
+from cgbench.report import aggregate, build_report, fill_table, page, render, welch_p
+from cgbench.report.tables import RunRecord
 from cgbench.report.build import store_name
 from cgbench.report.paper import METRICS, TABLES
 from cgbench.report.render import latex_escape
@@ -61,7 +60,7 @@ def test_welch_p_matches_scipy():
     assert stats.ttest_ind(a, b, equal_var=False).statistic == pytest.approx(t)
     assert welch_p([0.5], b) is None and welch_p(a, []) is None  # n<2: not testable
     assert welch_p([0.3, 0.3], [0.3, 0.3]) == 1.0
-    assert math.isnan(welch_p([0.3, 0.3], [0.4, 0.4]))
+    assert welch_p([0.3, 0.3], [0.4, 0.4]) == 0.0  # no spread, different constants: t is infinite (scipy: p 0)
 
 
 # --- tables from records (pure) ------------------------------------------------------------------
@@ -78,7 +77,8 @@ def record(row: str, seed: int, l2p=None, p2l=None, gt=None, **tags) -> RunRecor
 
 def test_table_layout_rows_names_published_values():
     runs = [record("cyclegan", s, l2p=(0.50 + 0.01 * s, 0.15, 0.10)) for s in range(3)]
-    runs += [record("simgan", s, l2p=(0.30 + 0.01 * s, 0.16 + 0.01 * s, 0.05)) for s in range(2)]
+    runs += [record("simgan", s, l2p=(0.30 + 0.03 * s, 0.16 + 0.01 * s, 0.05)) for s in range(2)]
+    runs += [record("bigan", s, l2p=(0.20 + 0.02 * (s - 5), 0.05, 0.02)) for s in (5, 6)]  # seeds CycleGAN lacks
     runs += [record("pix2pix", 0, l2p=(0.9, 0.9, 0.9))]
     t2 = fill_table(TABLES[2], runs, ground_truth=[dict(zip(METRICS, (0.8, 0.3, 0.2)))])
 
@@ -91,20 +91,25 @@ def test_table_layout_rows_names_published_values():
     assert {r.key: r.flag for r in t2.rows} == {"cogan": "1 source", "bigan": "unverified", "simgan": "unverified",
                                                  "feature-gan": "unverified", "cyclegan": None, "pix2pix": None}
     rows = {r.key: r for r in t2.rows}
-    assert rows["cogan"].n == 0 and rows["cyclegan"].n == 3 and rows["simgan"].n == 2
+    assert rows["cogan"].n == 0 and rows["cyclegan"].n == 3 and rows["simgan"].n == 2 and rows["bigan"].n == 2
     assert rows["cyclegan"].stats["per_pixel_acc"].mean == pytest.approx(0.51)
     # best among unpaired rows: pix2pix (paired upper bound) is not a contender
     assert rows["cyclegan"].best == {"per_pixel_acc", "class_iou"}
     assert rows["simgan"].best == {"per_class_acc"} and not rows["pix2pix"].best
-    # significance vs CycleGAN
-    assert rows["simgan"].p["per_pixel_acc"] == pytest.approx(
-        stats.ttest_ind([0.30, 0.31], [0.50, 0.51, 0.52], equal_var=False).pvalue)
+    # significance vs CycleGAN: paired over the seeds both have (0, 1), Welch where no seed is shared
+    simgan = rows["simgan"].vs_reference["per_pixel_acc"]
+    assert (simgan.test, simgan.n) == ("paired-t", 2) and simgan.diff_mean == pytest.approx(-0.19)
+    assert rows["simgan"].p["per_pixel_acc"] == pytest.approx(stats.ttest_rel([0.30, 0.33], [0.50, 0.51]).pvalue)
+    assert rows["bigan"].vs_reference["per_pixel_acc"].test == "welch"
+    assert rows["bigan"].p["per_pixel_acc"] == pytest.approx(
+        stats.ttest_ind([0.20, 0.22], [0.50, 0.51, 0.52], equal_var=False).pvalue)
     assert rows["pix2pix"].p["per_pixel_acc"] is None  # n=1
     assert rows["cogan"].p["per_pixel_acc"] is None  # not run
     assert rows["cyclegan"].p == {} and rows["cyclegan"].is_reference
+    assert rows["pix2pix"].vs_reference["per_pixel_acc"].test == ""  # nothing tested
     assert t2.ground_truth is not None and t2.ground_truth.published == (0.80, 0.26, 0.21)
     assert t2.ground_truth.stats["per_pixel_acc"].mean == pytest.approx(0.8)
-    assert t2.seeds == ["0", "1", "2"]
+    assert t2.seeds == ["0", "1", "2", "5", "6"]
 
     t5 = fill_table(TABLES[5], [record("cyclegan", 0, p2l=(0.5, 0.2, 0.1)), record("identity", 0, p2l=(0.4, 0.2, 0.1))])
     assert [r.name for r in t5.rows] == ["Cycle alone", "GAN alone", "GAN + forward cycle", "GAN + backward cycle",
@@ -154,7 +159,7 @@ def test_distance_columns_when_runs_have_them():
     assert line["published_flag"] == "" and line["significant"] == "" and line["floor"] == ""
     check_latex(render.latex(meta, [t2]), n_tables=1)
     assert r"FID $\downarrow$" in render.latex(meta, [t2])
-    assert "<th rowspan=2>FD-FCN ↓</th>" in render.html_table(t2)
+    assert "<th rowspan=2>FD-FCN ↓</th>" in page.html_table(t2)
 
     plain = fill_table(TABLES[2], [record("cyclegan", 0, l2p=(0.5, 0.15, 0.1))])
     assert plain.distances == [] and "FID" not in render.markdown(meta, [plain])
@@ -229,6 +234,20 @@ def store(tmp_path_factory):
     for row, value in (("null-identity", 0.30), ("null-mean-photo", 0.45), ("null-random-photo", 0.40),
                        ("null-majority-labels", 0.50), ("null-random-labels", 0.20)):
         make_run(uri, "nulls", row, 0, value, **{"cgbench.method": "null", "cgbench.seed": ""})
+    # paired statistics: two rows of the same seeds (seed 2 scored by a second FCN, which scored null rows
+    # of its own), a row of other seeds, and a row scored from images made elsewhere (no seed)
+    for seed, (cyclegan, gan) in enumerate(((0.50, 0.46), (0.58, 0.55), (0.47, 0.42))):
+        fcn = {"cgbench.eval.fcn.fcn": "run fcn1"} if seed == 2 else {}
+        make_run(uri, "paired", "cyclegan", seed, cyclegan, **fcn)
+        make_run(uri, "paired", "no-cycle", seed, gan, **fcn)
+    for seed, pixel in ((3, 0.40), (4, 0.45)):
+        make_run(uri, "paired", "forward-cycle", seed, pixel)
+    for i, pixel in enumerate((0.30, 0.36)):
+        make_run(uri, "paired", "my-images", i, pixel, **{"cgbench.method": "external", "cgbench.seed": "",
+                                                           "cgbench.source": "images"})
+    for row, value in (("null-identity", 0.33), ("null-mean-photo", 0.48)):
+        make_run(uri, "nulls", row, 0, value, **{"cgbench.method": "null", "cgbench.seed": "",
+                                                 "cgbench.eval.fcn.fcn": "run fcn1"})
     return {"uri": uri, "root": root, "sweep": parent.run_id, "bf16": bf16, "authors": authors}
 
 
@@ -243,7 +262,7 @@ def test_build_report_from_mlflow(store, tmp_path):
     assert t4["cyclegan"].stats["per_pixel_acc"].ci == pytest.approx(stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3))
     assert t4["cycle-only"].n == 1 and t4["backward-cycle"].n == 0
     assert t4["no-cycle"].p["per_pixel_acc"] == pytest.approx(
-        stats.ttest_ind(SCORES["no-cycle"], SCORES["cyclegan"], equal_var=False).pvalue)
+        stats.ttest_rel(SCORES["no-cycle"], SCORES["cyclegan"]).pvalue)  # the same seeds: paired
     t3 = report.tables[1]
     assert t3.number == 3 and t3.ground_truth is None
     assert {r.key: r.stats["per_pixel_acc"].mean for r in t3.rows if r.n}["simgan"] == pytest.approx(
@@ -253,7 +272,8 @@ def test_build_report_from_mlflow(store, tmp_path):
     assert report.tables[0].seeds == ["0", "1", "2"] and report.tables[0].preset == "tiny"
 
     md = report.markdown
-    assert "not run" in md and "n<2" in md and "Welch" in md
+    assert "not run" in md and "n<2" in md and "paired t-test" in md and "Welch" not in md
+    assert "**Verdict.** What these runs show about the paper's claims" in md
     assert "| 0.520 ± 0.050▴ |" in md  # CycleGAN: CI 4.303·0.02/√3, above the floor (best null 0.45)
     assert "**0.535 ± 0.318**" in md  # the forward cycle's two seeds have the best mean: CI 12.706·0.0354/√2
     assert "Feature loss + GAN§" in md and "VGG-16 features from random weights, not ImageNet" in md
@@ -265,13 +285,14 @@ def test_build_report_from_mlflow(store, tmp_path):
     assert str(store["root"]) not in md + report.html + report.latex + report.csv
 
     # the files, and the report run in MLflow (never a row itself)
-    for ext in ("md", "tex", "csv", "html"):
+    for ext in ("md", "tex", "csv", "html", "claims.csv"):
         assert (tmp_path / "out" / f"study.{ext}").is_file()
+    assert [p.name for p in report.files] == [f"study.{ext}" for ext in ("md", "tex", "csv", "html", "claims.csv")]
     client = client_for(store["uri"])
     run = client.get_run(report.run_id)
     assert run.data.tags["cgbench.method"] == "report" and "cgbench.row" not in run.data.tags
     assert sorted(a.path for a in client.list_artifacts(report.run_id, "report")) == [
-        f"report/study.{ext}" for ext in ("csv", "html", "md", "tex")]
+        f"report/study.{ext}" for ext in ("claims.csv", "csv", "html", "md", "tex")]
     again = build_report(store["uri"], experiment="study", tables="4", out_dir=None, log_to_mlflow=False,
                          figures=False)
     assert again.tables[0].rows[4].n == 3 and again.paths == {}
@@ -359,7 +380,8 @@ def test_cli_report_end_to_end(store, tmp_path):
                                        "--tracking-uri", store["uri"], "--name", "paper tables"])
     assert result.exit_code == 0, result.output
     assert "| CycleGAN | 3 |" in result.output and "Table 5." in result.output
-    assert sorted(p.name for p in out.iterdir()) == [f"paper-tables.{e}" for e in ("csv", "html", "md", "tex")]
+    assert sorted(p.name for p in out.iterdir()) == [f"paper-tables.{e}" for e in
+                                                     ("claims.csv", "csv", "html", "md", "tex")]
     assert (out / "paper-tables.md").read_text() in result.output
 
     bad = CliRunner().invoke(main, ["report", "--experiment", "mixed", "--tracking-uri", store["uri"],
@@ -402,22 +424,10 @@ def test_html_page_renders(store, tmp_path):
     found = re.search(r'<pre id="imgcheck">(.*?)</pre>', done.stdout)
     assert found, f"chromium printed no result (rc {done.returncode}): {done.stderr[-2000:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))
-    assert result == {"n": len(srcs), "loaded": len(srcs), "tables": 4}
+    assert result == {"n": len(srcs), "loaded": len(srcs), "tables": 4 + 4}  # each table and its verdict grid
 
 
 # --- the floor ---------------------------------------------------------------------------------------
-
-
-def test_above_p_is_the_one_sided_one_sample_t_test():
-    values = [0.52, 0.55, 0.49, 0.51]
-    assert aggregate_module().above_p(values, 0.45) == pytest.approx(
-        stats.ttest_1samp(values, 0.45, alternative="greater").pvalue)
-    assert aggregate_module().above_p([0.5], 0.1) is None  # n < 2: no test
-    assert aggregate_module().above_p([0.5, 0.5], 0.4) == 0.0 and aggregate_module().above_p([0.5, 0.5], 0.6) == 1.0
-
-
-def aggregate_module():
-    return importlib.import_module("cgbench.report.aggregate")  # the package re-exports a function of that name
 
 
 def test_null_rows_and_clears_floor_in_every_table(store, tmp_path):
@@ -482,3 +492,79 @@ def test_the_caption_says_where_the_setting_departs_from_the_papers(tmp_path):
     assert setting_departures([{"image_size": "64"}]) == ""  # no full config: nothing claimed
     before = {k: v for k, v in Config().replace(**PRESETS["paper"]).to_dict().items() if k != "upsample"}
     assert setting_departures([before]) == ""  # recorded before the key existed: the paper's generator
+
+
+# --- paired statistics and the verdicts, recomputed from the runs' own metrics ----------------------------
+
+
+def _holm_by_hand(ps: list[float]) -> list[float]:
+    ranked = sorted(ps)
+    return [max(min(1.0, (len(ps) - j) * q) for j, q in enumerate(ranked) if q <= p) for p in ps]
+
+
+def test_paired_p_values_equal_a_recomputation_from_mlflow(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from cgbench.report.render import CLAIMS_FIELDS, CSV_FIELDS
+
+    report = build_report(store["uri"], experiment="paired", tables="4", out_dir=tmp_path, log_to_mlflow=False,
+                          figures=False)
+    client = MlflowClient(store["uri"])  # the runs' own metrics, read back without the report's code
+    runs = client.search_runs([client.get_experiment_by_name("paired").experiment_id])
+    nulls = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               "tags.`cgbench.method` = 'null'")
+    lines = {(r["row"], r["metric"]): r for r in csv.DictReader(io.StringIO(report.csv)) if r["table"] == "4"}
+    assert list(csv.DictReader(io.StringIO(report.csv)).fieldnames) == list(CSV_FIELDS)
+    for metric in METRICS:
+        key = f"{L2P}/{metric}"
+        seeded = {(r.data.tags["cgbench.row"], r.data.tags["cgbench.seed"]): r for r in runs}
+        cyclegan = [seeded["cyclegan", s].data.metrics[key] for s in "012"]
+        gan = [seeded["no-cycle", s].data.metrics[key] for s in "012"]
+        paired = stats.ttest_rel(gan, cyclegan)
+        line = lines["no-cycle", metric]
+        assert line["test"] == "paired-t" and float(line["p_vs_cyclegan"]) == pytest.approx(paired.pvalue)
+        assert float(line["p_paired"]) == pytest.approx(paired.pvalue)
+        assert float(line["diff_mean"]) == pytest.approx(np.mean(np.subtract(gan, cyclegan)))
+        low, high = paired.confidence_interval(0.95)
+        assert float(line["diff_ci"]) == pytest.approx((high - low) / 2)
+        for row in ("forward-cycle", "my-images"):  # no seed shared with CycleGAN: Welch
+            values = [r.data.metrics[key] for r in runs if r.data.tags["cgbench.row"] == row]
+            line = lines[row, metric]
+            assert line["test"] == "welch" and line["p_paired"] == ""
+            assert float(line["p_vs_cyclegan"]) == pytest.approx(
+                stats.ttest_ind(values, cyclegan, equal_var=False).pvalue)
+        # the floor: each run against the best null row scored by its own FCN
+        floors = [max(r.data.metrics[key] for r in nulls if r.data.tags["cgbench.row"].startswith("null-")
+                      and r.data.tags["cgbench.row"] in ("null-identity", "null-mean-photo", "null-random-photo")
+                      and r.data.tags["cgbench.eval.fcn.fcn"] == seeded["cyclegan", s].data.tags["cgbench.eval.fcn.fcn"])
+                  for s in "012"]
+        assert float(lines["cyclegan", metric]["p_vs_floor"]) == pytest.approx(
+            stats.ttest_rel(cyclegan, floors, alternative="greater").pvalue)
+    assert "Welch's t-test (unequal variances) where a row shares fewer than 2 seeds with CycleGAN: " \
+           "GAN + forward cycle, my-images (scored from images)" in report.markdown
+
+    # claims.csv: the same tests, Holm over the table's tested claims
+    claims = list(csv.DictReader(io.StringIO(report.claims_csv)))
+    assert report.claims_csv == (tmp_path / "paired.claims.csv").read_text(encoding="utf-8")
+    assert list(csv.DictReader(io.StringIO(report.claims_csv)).fieldnames) == list(CLAIMS_FIELDS)
+    assert [(c["claim"], c["metric"]) for c in claims if c["worse"] != "floor"] == [
+        (f"CycleGAN > {name}", m) for name in ("Cycle alone", "GAN alone", "GAN + forward cycle",
+                                               "GAN + backward cycle") for m in METRICS]
+    assert {c["better"] for c in claims if c["worse"] == "floor"} == {
+        "cycle-only", "no-cycle", "forward-cycle", "backward-cycle", "cyclegan", "my-images"}
+    gan = {c["metric"]: c for c in claims if c["claim"] == "CycleGAN > GAN alone"}
+    for metric in METRICS:
+        line = lines["no-cycle", metric]
+        assert float(gan[metric]["p"]) == pytest.approx(float(line["p_vs_cyclegan"]))
+        assert float(gan[metric]["diff_mean"]) == pytest.approx(-float(line["diff_mean"]))
+    tested = [c for c in claims if c["p"]]
+    assert all(c["verdict"] in ("shown", "contradicted", "not resolved") for c in tested)
+    assert {c["verdict"] for c in claims if c["worse"] in ("cycle-only", "backward-cycle")} == {"not run"}
+    for c, expected in zip(tested, _holm_by_hand([float(c["p"]) for c in tested])):
+        assert float(c["p_holm"]) == pytest.approx(expected) and c["family"] == str(len(tested))
+        verdict = "not resolved" if expected >= 0.05 else ("shown" if float(c["diff_mean"]) > 0 else "contradicted")
+        assert c["verdict"] == verdict
+    assert report.verdicts.startswith("Table 4. Ablation: FCN scores, labels→photo.\nWhat these runs show")
+    lead, *verdict = report.verdicts.splitlines()[1:]
+    assert lead.startswith("What these runs show about the paper's claims at this setting (2 to 3 runs per row;")
+    assert f"**Verdict.** {lead}" in report.markdown and all(f"- {line}" in report.markdown for line in verdict)

@@ -1,28 +1,37 @@
-"""Pure statistics over seeds, and the paper's tables filled with them. No MLflow, no I/O.
+"""Pure statistics over seeds: no MLflow, no I/O.
 
 * :func:`aggregate`: mean, sample standard deviation (n−1), the half-width of the 95% confidence
   interval of the mean (Student t with n−1 degrees of freedom) and n.
 * :func:`welch_p`: two-sided Welch t-test (unequal variances) of two samples; None when either has
   fewer than 2 values.
-* :func:`above_p`: one-sided one-sample t-test of a row's seed values against a fixed value (the
-  floor); None when there are fewer than 2 values.
-* :func:`fill_table`: one :class:`~cgbench.report.paper.PaperTable` with our runs' numbers beside the
-  published ones, each row tested against full CycleGAN and against the floor (the best null row).
+* :func:`compare`: one row against another over seeds, by the test their seeds allow (a
+  :class:`Comparison`): the **paired t-test** on the per-seed differences where at least two seeds
+  are shared, Welch's test where they are not.
+* :func:`holm`: Holm's step-down adjusted p-values of a family of tests.
+
+Why the paired t-test. The rows of one seed share their initial weights and their data order, so a
+seed's rows differ by the method alone: the per-seed differences remove the seed's own luck, which
+Welch's test counts as noise. Why not a resampling test at the budget we run (n = 3 seeds): the
+sign-flip (permutation) test of 3 differences has 2³ = 8 equally likely sign patterns, so its
+smallest two-sided p is 2/8 = 0.25 (one-sided 0.125): it can never show anything at 0.05; and a
+paired bootstrap of 3 differences has 10 distinct resamples whose spread underestimates the mean's
+(by a factor (n−1)/n in variance, with normal instead of t quantiles), so its intervals are too
+narrow and its p too small. The t-test assumes the differences are roughly normal, which 3 values
+cannot check, but it is exact under that assumption and honest about n through its n−1 degrees of
+freedom.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
-
-from cgbench.protocol import DISTANCE_METRICS, NULL_ROW_NAMES, NULL_ROWS, RANKED_DISTANCES, metric_key
-from cgbench.report.paper import (
-    GROUND_TRUTH, GROUND_TRUTH_NAME, METRICS, REFERENCE_ROW, PaperRow, PaperTable, setting_departures,
-)
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
+
+PAIRED = "paired-t"  # the t-test on per-seed (or per-FCN) differences
+WELCH = "welch"  # Welch's unequal-variance t-test of two independent samples
 
 
 @dataclass(frozen=True)
@@ -41,260 +50,149 @@ class Stat:
         return self.mean + self.ci
 
 
+def _t_quantile(q: float, df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
+def _clean(values: Iterable[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and not math.isnan(float(v))]
+
+
+def _sd(xs: Sequence[float]) -> float:
+    mean = math.fsum(xs) / len(xs)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
 def aggregate(values: Iterable[float], confidence: float = CONFIDENCE) -> Stat:
     """Mean, sample std, t-interval half-width and count of ``values`` (NaNs are dropped)."""
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    xs = _clean(values)
     n = len(xs)
     if n == 0:
         return Stat(math.nan, math.nan, math.nan, 0)
     mean = math.fsum(xs) / n
     if n < 2:
         return Stat(mean, math.nan, math.nan, 1)
-    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    from scipy import stats
-
-    ci = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return Stat(mean, std, ci, n)
+    std = _sd(xs)
+    return Stat(mean, std, _t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n), n)
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Two-sided p of Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``).
 
-    None when either sample has fewer than 2 values (not testable). NaN when both samples have no
-    variance (the statistic is undefined) — unless they are identical constants, then 1.0.
+    None when either sample has fewer than 2 values (not testable). When neither sample varies,
+    the test's limit (as :attr:`Comparison.p`): 0 for two different constants, 1 for the same one.
     """
-    a = [float(x) for x in a if not math.isnan(float(x))]
-    b = [float(x) for x in b if not math.isnan(float(x))]
-    if len(a) < 2 or len(b) < 2:
-        return None
-    if len(set(a)) == 1 and len(set(b)) == 1:
-        return 1.0 if a[0] == b[0] else math.nan
-    import warnings
-
-    from scipy import stats
-
-    with warnings.catch_warnings():  # "precision loss" when one sample is (nearly) constant
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def above_p(values: Sequence[float], threshold: float) -> float | None:
-    """One-sided p that the mean of ``values`` exceeds ``threshold`` (one-sample Student t, H1:
-    mean > threshold). None with fewer than 2 values; with no spread, 0 when every value is above
-    and 1 otherwise (the statistic is undefined there)."""
-    xs = [float(x) for x in values if not math.isnan(float(x))]
-    if len(xs) < 2 or math.isnan(threshold):
-        return None
-    if len(set(xs)) == 1:
-        return 0.0 if xs[0] > threshold else 1.0
-    from scipy import stats
-
-    return float(stats.ttest_1samp(xs, threshold, alternative="greater").pvalue)
+    return welch(a, b).p
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One finished, evaluated training run, as the report needs it."""
+class Comparison:
+    """Sample a against sample b: the mean difference a − b, its standard error and the t
+    distribution it is tested with. ``test`` is :data:`PAIRED`, :data:`WELCH`, or "" where
+    nothing could be tested (fewer than 2 values, or pairs); ``n`` is the number of pairs
+    (paired) or the smaller sample (Welch)."""
 
-    run_id: str
-    name: str
-    row: str
-    seed: str
-    metrics: Mapping[str, float]  # full MLflow keys, e.g. eval/labels2photo/class_iou
-    tags: Mapping[str, str] = field(default_factory=dict)
-    dataset: str = ""
-    digest: str = ""
-    preset: str = ""
-    image_size: str = ""
-    params: Mapping[str, str] = field(default_factory=dict)  # the run's config, as MLflow params
+    test: str
+    n: int
+    diff_mean: float
+    se: float = math.nan  # standard error of diff_mean; nan when not testable
+    df: float = math.nan  # degrees of freedom
 
     @property
-    def random_features(self) -> bool:
-        return self.tags.get("cgbench.feature_weights") == "random"
+    def testable(self) -> bool:
+        return self.n >= 2
 
-    def scores(self, direction: str) -> dict[str, float] | None:
-        """The three scores of ``direction``, or None when the run was not scored that way."""
-        keys = {m: metric_key(direction, m) for m in METRICS}
-        if not all(k in self.metrics for k in keys.values()):
+    @property
+    def p(self) -> float | None:
+        """Two-sided p (None: not testable). With no spread at all, the test's limit: 0 where the
+        difference is not 0 (the t statistic is infinite, as scipy has it), 1 where it is 0."""
+        if not self.testable:
             return None
-        return {m: float(self.metrics[k]) for m, k in keys.items()}
+        if self.se == 0:
+            return 1.0 if self.diff_mean == 0 else 0.0
+        from scipy import stats
 
-    def distances(self, direction: str) -> dict[str, float]:
-        """The distances of ``direction`` the run was scored with (FID, KID, FD-FCN; maybe none)."""
-        keys = {m: metric_key(direction, m) for m in DISTANCE_METRICS}
-        return {m: float(self.metrics[k]) for m, k in keys.items() if k in self.metrics}
+        return float(2 * stats.t.sf(abs(self.diff_mean / self.se), self.df))
 
-
-@dataclass
-class RowResult:
-    key: str
-    name: str
-    published: tuple[float, float, float] | None
-    flag: str | None = None
-    upper_bound: bool = False
-    extra: bool = False  # not a row of the paper's table
-    ceiling: bool = False  # the FCN's ground-truth row
-    null: bool = False  # a null translator's row (the floor)
-    stats: dict[str, Stat] = field(default_factory=dict)  # the three scores, and the distances the runs have
-    values: dict[str, list[float]] = field(default_factory=dict)
-    p: dict[str, float | None] = field(default_factory=dict)  # vs the reference row; empty: not compared
-    runs: list[RunRecord] = field(default_factory=list)
-    best: set[str] = field(default_factory=set)
-    random_features: bool = False
-    floor_p: dict[str, float | None] = field(default_factory=dict)  # one-sided, vs the best null; empty: no floor
-
-    def clears_floor(self, metric: str, alpha: float = ALPHA) -> bool | None:
-        """Whether the row's seed mean is above the floor (one-sided p < alpha, n >= 2); None when
-        there is no floor to clear or the row is a reference row itself."""
-        if metric not in self.floor_p:
+    @property
+    def p_greater(self) -> float | None:
+        """One-sided p of H1: a − b > 0 (None: not testable; without spread, 0 where a − b > 0, else 1)."""
+        if not self.testable:
             return None
-        return significant(self.floor_p[metric], alpha)
+        if self.se == 0:
+            return 0.0 if self.diff_mean > 0 else 1.0
+        from scipy import stats
+
+        return float(stats.t.sf(self.diff_mean / self.se, self.df))
 
     @property
-    def n(self) -> int:
-        return max((s.n for s in self.stats.values()), default=0)
+    def p_paired(self) -> float | None:
+        return self.p if self.test == PAIRED else None
 
-    @property
-    def is_reference(self) -> bool:
-        return self.key == REFERENCE_ROW and not self.ceiling
+    def diff_ci(self, confidence: float = CONFIDENCE) -> float:
+        """Half-width of the two-sided t interval of the mean difference (nan: not testable)."""
+        return self.resolvable(1 - confidence)
 
-    def published_value(self, metric: str) -> float | None:
-        if self.published is None or metric not in METRICS:  # the paper published no distances
-            return None
-        return self.published[METRICS.index(metric)]
+    def resolvable(self, alpha: float) -> float:
+        """The smallest mean difference a two-sided test at level ``alpha`` would find with this
+        spread and n: t_{1−alpha/2, df} · se (nan: not testable)."""
+        return _t_quantile(1 - alpha / 2, self.df) * self.se if self.testable else math.nan
 
-
-@dataclass
-class TableResult:
-    table: PaperTable
-    rows: list[RowResult]
-    ground_truth: RowResult | None = None
-    nulls: list[RowResult] = field(default_factory=list)  # the floor's rows, in NULL_ROWS order
-    seeds: list[str] = field(default_factory=list)
-    ladder: str = ""  # a sentence on the evaluator FCN's degradation ladder (labels→photo tables)
-    dataset: str = ""
-    digest: str = ""
-    preset: str = ""
-    setting: str = ""  # where the trained runs' setting departs from the paper's (one sentence)
-    alpha: float = ALPHA
-
-    @property
-    def number(self) -> int:
-        return self.table.number
-
-    @property
-    def all_rows(self) -> list[RowResult]:
-        return self.rows + self.nulls + ([self.ground_truth] if self.ground_truth is not None else [])
-
-    def floor(self, metric: str) -> float:
-        """The best null row's value of ``metric`` (NaN when no null row was recorded)."""
-        values = [r.stats[metric].mean for r in self.nulls if r.stats[metric].n]
-        return max(values) if values else math.nan
-
-    def ceiling(self, metric: str) -> float:
-        """Real photos through the FCN (labels→photo); a perfect label map scores 1 (photo→labels)."""
-        if self.ground_truth is None:
-            return 1.0
-        return self.ground_truth.stats[metric].mean if self.ground_truth.stats[metric].n else math.nan
-
-    @property
-    def n_runs(self) -> int:
-        return sum(len(r.runs) for r in self.rows)
-
-    @property
-    def distances(self) -> list[str]:
-        """The distances (:data:`~cgbench.protocol.DISTANCE_METRICS`) some row of the table has."""
-        return [m for m in DISTANCE_METRICS if any(m in r.stats and r.stats[m].n for r in self.all_rows)]
+    def reversed(self) -> Comparison:
+        """b against a: the same test with the difference's sign turned."""
+        return replace(self, diff_mean=-self.diff_mean)
 
 
-def _seed_key(seed: str):
-    return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
+def paired(a: Sequence[float], b: Sequence[float]) -> Comparison:
+    """The paired t-test of a[i] against b[i] (``scipy.stats.ttest_rel``): the one-sample t-test
+    of the differences against 0. Pairs with a NaN are dropped."""
+    diffs = [x - y for x, y in zip(_nan_none(a), _nan_none(b)) if x is not None and y is not None]
+    n = len(diffs)
+    if n < 2:
+        return Comparison("", n, diffs[0] if n else math.nan)
+    return Comparison(PAIRED, n, math.fsum(diffs) / n, _sd(diffs) / math.sqrt(n), n - 1)
 
 
-def _fill_row(paper_row: PaperRow, runs: list[RunRecord], direction: str, extra: bool = False,
-              null: bool = False) -> RowResult:
-    row = RowResult(paper_row.key, paper_row.name, paper_row.published, paper_row.flag, paper_row.upper_bound,
-                    extra=extra, null=null)
-    scored = [(r, s) for r in runs if (s := r.scores(direction)) is not None]
-    scored.sort(key=lambda rs: _seed_key(rs[0].seed))
-    row.runs = [r for r, _ in scored]
-    row.values = {m: [s[m] for _, s in scored] for m in METRICS}
-    for m in DISTANCE_METRICS:
-        if values := [d[m] for r, _ in scored if m in (d := r.distances(direction))]:
-            row.values[m] = values
-    row.stats = {m: aggregate(values) for m, values in row.values.items()}
-    row.random_features = any(r.random_features for r in row.runs)
-    return row
+def _nan_none(values: Sequence[float]) -> list[float | None]:
+    return [None if v is None or math.isnan(float(v)) else float(v) for v in values]
 
 
-def fill_table(
-    table: PaperTable,
-    runs: Iterable[RunRecord],
-    ground_truth: Sequence[Mapping[str, float]] = (),
-    alpha: float = ALPHA,
-    nulls: Iterable[RunRecord] = (),
-    outside: Sequence[PaperRow] = (),
-) -> TableResult:
-    """The paper's ``table`` filled with ``runs`` (grouped by their row, aggregated over seeds).
+def welch(a: Sequence[float], b: Sequence[float]) -> Comparison:
+    """Welch's t-test of two independent samples (Welch–Satterthwaite degrees of freedom)."""
+    a, b = _clean(a), _clean(b)
+    n = min(len(a), len(b))
+    diff = (math.fsum(a) / len(a) - math.fsum(b) / len(b)) if n else math.nan
+    if n < 2:
+        return Comparison("", n, diff)
+    va, vb = _sd(a) ** 2 / len(a), _sd(b) ** 2 / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else math.inf
+    return Comparison(WELCH, n, diff, se, df)
 
-    ``ground_truth``: one dict of the three scores per distinct evaluator FCN (labels→photo tables
-    only). ``nulls``: the null translators' runs (their ``row`` is a key of
-    :data:`cgbench.protocol.NULL_ROWS`); the best of them per metric is the floor. ``outside``:
-    rows the paper does not have (scored from images or checkpoints made outside cgbench, or a
-    sweep's own rows), shown where they have scores of the table's direction. Every row but
-    the reference is Welch-tested against full CycleGAN, and every trained row is tested
-    (one-sided) against the floor, per metric.
-    """
-    by_row: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        by_row.setdefault(run.row, []).append(run)
-    rows = [_fill_row(r, by_row.get(r.key, []), table.direction) for r in table.rows]
-    rows += [row for r in (*table.extra_rows, *outside)
-             if (row := _fill_row(r, by_row.get(r.key, []), table.direction, extra=True)).runs]
 
-    reference = next((r for r in rows if r.is_reference), None)
-    for row in rows:
-        if row is reference:
-            continue
-        ref_values = reference.values if reference is not None else {m: [] for m in METRICS}
-        row.p = {m: welch_p(row.values[m], ref_values[m]) for m in METRICS}
+def compare(a: Sequence[tuple[str, float]], b: Sequence[tuple[str, float]]) -> Comparison:
+    """Sample a (seed, value) against sample b: paired over the seeds both have where they share
+    at least 2 (the rows of one seed share initial weights and data order), else Welch over all
+    values. A seed "" (a run scored from images or a checkpoint made elsewhere) pairs with nothing."""
+    by_seed_b = {seed: value for seed, value in b if seed}
+    shared = [(value, by_seed_b[seed]) for seed, value in a if seed and seed in by_seed_b]
+    if len(shared) >= 2:
+        return paired([x for x, _ in shared], [y for _, y in shared])
+    return welch([v for _, v in a], [v for _, v in b])
 
-    contenders = [r for r in rows if not r.upper_bound and r.n > 0]
-    for m in (*METRICS, *RANKED_DISTANCES):  # higher scores are better, lower distances
-        means = [r.stats[m].mean for r in contenders if m in r.stats and not math.isnan(r.stats[m].mean)]
-        if means:
-            top = max(means) if m in METRICS else min(means)
-            for r in contenders:
-                if m in r.stats and r.stats[m].mean == top:
-                    r.best.add(m)
 
-    by_null: dict[str, list[RunRecord]] = {}
-    for run in nulls:
-        by_null.setdefault(run.row, []).append(run)
-    null_rows = [_fill_row(PaperRow(key, NULL_ROW_NAMES[key], None), by_null[key], table.direction, null=True)
-                 for key in NULL_ROWS[table.direction] if key in by_null]
-    null_rows = [r for r in null_rows if r.n]
-
-    gt_row = None
-    if table.direction == "labels2photo":
-        gt_row = RowResult("ground_truth", GROUND_TRUTH_NAME, GROUND_TRUTH, ceiling=True)
-        gts = [g for g in ground_truth if all(m in g for m in METRICS)]
-        gt_row.values = {m: [float(g[m]) for g in gts] for m in METRICS}
-        gt_row.stats = {m: aggregate(gt_row.values[m]) for m in METRICS}
-
-    used = [r for row in rows for r in row.runs]
-    seeds = sorted({r.seed for r in used if r.seed}, key=_seed_key)
-    first = used[0] if used else None
-    result = TableResult(
-        table, rows, gt_row, null_rows, seeds,
-        dataset=first.dataset if first else "", digest=first.digest if first else "",
-        preset=first.preset if first else "", setting=setting_departures(r.params for r in used), alpha=alpha,
-    )
-    if null_rows:
-        for row in rows:
-            if row.n:
-                row.floor_p = {m: above_p(row.values[m], result.floor(m)) for m in METRICS}
-    return result
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: the k-th smallest raw p is
+    multiplied by (m − k + 1), then made non-decreasing along the order and capped at 1."""
+    m = len(ps)
+    adjusted = [0.0] * m
+    running = 0.0
+    for k, i in enumerate(sorted(range(m), key=lambda i: ps[i])):
+        running = max(running, min(1.0, (m - k) * ps[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def significant(p: float | None, alpha: float = ALPHA) -> bool:
