@@ -40,7 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from cgbench.checkpoints import CheckpointStore, local_path
-from cgbench.errors import CgbenchError, ConfigError
+from cgbench.errors import CgbenchError, ConfigError, StoreUnavailable
 from cgbench.leases import Lease
 from cgbench.protocol import TAG_PREFIX
 from cgbench.stores import checked_uri, ensure_sqlite_store, sqlite_path
@@ -116,16 +116,6 @@ class _FolderSource(DatasetSource):
     def from_dict(cls, source_dict: dict[str, Any]) -> _FolderSource:
         return cls(source_dict["uri"])
 
-
-
-class StoreUnavailable(Exception):
-    """The tracking store did not answer for :func:`server_wait_seconds`: the run stops (exit
-    status 1), is marked FAILED if the store answers by then, and ``--resume`` continues it."""
-
-    run_status = "FAILED"
-
-    def __reduce__(self):  # crosses process boundaries (sweep workers) with its message
-        return type(self), self.args
 
 
 def server_wait_seconds() -> float:

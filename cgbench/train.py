@@ -34,7 +34,7 @@ from cgbench.data import datasets
 from cgbench.data.layouts import Split, load_split, split_digest
 from cgbench.data.sampler import PairedSampler, UnpairedSampler, to_uint8, to_unit_range
 from cgbench.devices import resolve_device
-from cgbench.errors import ConfigError, DataError
+from cgbench.errors import ConfigError, DataError, Interrupted, NonFiniteLoss, RanksDiverged
 from cgbench.methods import get_method
 from cgbench.methods.base import Method
 from cgbench.protocol import TAG_PREFIX
@@ -45,48 +45,6 @@ WORLD_SIZE_TAG = TAG_PREFIX + "world_size"  # processes the run trains on; resum
 VAL_DIGEST_TAG = TAG_PREFIX + "val_digest"  # the validation split beside the training data; eval checks it
 DATA_ROOT_TAG = TAG_PREFIX + "data_root"  # the dataset folder this run read (absolute); eval scores its val split
 DIGESTS_TAG = TAG_PREFIX + "ddp_weight_digests"  # per rank, the 12-hex prefix of its weights' sha256
-
-
-class NonFiniteLoss(Exception):
-    """A loss term became NaN or infinite; the run is marked FAILED."""
-
-    record_failure = True  # the message becomes the run's cgbench.failure tag
-
-    def __init__(self, iteration: int, term: str, value: float):
-        super().__init__(f"loss term {term!r} is {value} at iteration {iteration}; the run is marked FAILED "
-                         "(try a lower lr, or gan_mode=lsgan)")
-        self.iteration, self.term, self.value = iteration, term, value
-
-    def __reduce__(self):  # rebuilt from its fields when it crosses a process boundary (sweep workers)
-        return type(self), (self.iteration, self.term, self.value)
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: the run was checkpointed and marked KILLED."""
-
-    run_status = "KILLED"
-
-    def __init__(self, run_id: str, iteration: int):
-        super().__init__(f"interrupted at iteration {iteration}; checkpointed. Continue with: "
-                         f"cgbench run --resume {run_id}")
-        self.run_id, self.iteration = run_id, iteration
-
-    def __reduce__(self):
-        return type(self), (self.run_id, self.iteration)
-
-
-class RanksDiverged(Exception):
-    """The processes of a distributed run hold different weights; the run is marked FAILED."""
-
-    record_failure = True
-
-    def __init__(self, iteration: int, digests: list[str]):
-        super().__init__(f"the {len(digests)} processes hold different weights at iteration {iteration} "
-                         f"(digests {', '.join(d[:12] for d in digests)}); the run is marked FAILED")
-        self.iteration, self.digests = iteration, digests
-
-    def __reduce__(self):
-        return type(self), (self.iteration, self.digests)
 
 
 class _NoTracker:
