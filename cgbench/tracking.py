@@ -42,7 +42,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from cgbench.checkpoints import CheckpointStore, local_path
 from cgbench.errors import CgbenchError, ConfigError, StoreUnavailable
 from cgbench.leases import Lease
-from cgbench.protocol import TAG_PREFIX
+from cgbench.protocol import TAG_PREFIX, Tags  # noqa: F401 (TAG_PREFIX: report.study and bench import it from here)
 from cgbench.stores import checked_uri, ensure_sqlite_store, sqlite_path
 
 SERVER_WAIT_ENV = "CGBENCH_SERVER_WAIT_S"
@@ -239,7 +239,7 @@ class RunTracker:
     ) -> RunTracker:
         client = client_for(tracking_uri)
         experiment_id = ensure_experiment(client, experiment)
-        all_tags = {**tags, TAG_PREFIX + "code_version": code_version()}
+        all_tags = {**tags, Tags.CODE_VERSION: code_version()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
@@ -306,7 +306,7 @@ class RunTracker:
                 self.end_if_reachable(status)
                 raise
             if getattr(exc, "record_failure", False):
-                self.set_tags({TAG_PREFIX + "failure": str(exc)})
+                self.set_tags({Tags.FAILURE: str(exc)})
             self.end(status)
             raise
         self.end("FINISHED")
@@ -349,7 +349,7 @@ class RunTracker:
 
     def log_environment(self) -> None:
         versions = package_versions()
-        self.set_tags({TAG_PREFIX + "pkg." + k: v for k, v in versions.items()})
+        self.set_tags({Tags.package(k): v for k, v in versions.items()})
         self.log_json(versions, "environment.json")
 
     # --- metrics ---------------------------------------------------------------------

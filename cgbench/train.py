@@ -37,15 +37,9 @@ from cgbench.devices import resolve_device
 from cgbench.errors import ConfigError, DataError, Interrupted, NonFiniteLoss, RanksDiverged
 from cgbench.methods import get_method
 from cgbench.methods.base import Method
-from cgbench.protocol import TAG_PREFIX
+from cgbench.protocol import Tags
 from cgbench.speed import accelerate
 from cgbench.tracking import RunTracker, client_for, get_run, recorded_config, start_run
-
-WORLD_SIZE_TAG = TAG_PREFIX + "world_size"  # processes the run trains on; resuming needs as many
-VAL_DIGEST_TAG = TAG_PREFIX + "val_digest"  # the validation split beside the training data; eval checks it
-DATA_ROOT_TAG = TAG_PREFIX + "data_root"  # the dataset folder this run read (absolute); eval scores its val split
-DIGESTS_TAG = TAG_PREFIX + "ddp_weight_digests"  # per rank, the 12-hex prefix of its weights' sha256
-
 
 class _NoTracker:
     """What ranks other than 0 hold instead of a :class:`RunTracker`: the run's id, and methods
@@ -180,16 +174,16 @@ def row_key(config: Config) -> str:
 
 def run_tags(config: Config, ref: datasets.DatasetRef, split: Split, preset: str | None) -> dict[str, str]:
     return {
-        TAG_PREFIX + "method": config.method,
-        TAG_PREFIX + "row": row_key(config),
-        TAG_PREFIX + "ablation": config.ablation if config.method == "cyclegan" else "",
-        TAG_PREFIX + "dataset": ref.name,
-        TAG_PREFIX + "dataset_digest": split.digest,
-        TAG_PREFIX + "dataset_layout": split.layout,
-        TAG_PREFIX + "preset": preset or "",
-        TAG_PREFIX + "seed": str(config.seed),
-        TAG_PREFIX + "prep": getattr(config, "prep", "clean"),
-        TAG_PREFIX + "image_size": str(config.image_size),
+        Tags.METHOD: config.method,
+        Tags.ROW: row_key(config),
+        Tags.ABLATION: config.ablation if config.method == "cyclegan" else "",
+        Tags.DATASET: ref.name,
+        Tags.DATASET_DIGEST: split.digest,
+        Tags.DATASET_LAYOUT: split.layout,
+        Tags.PRESET: preset or "",
+        Tags.SEED: str(config.seed),
+        Tags.PREP: getattr(config, "prep", "clean"),
+        Tags.IMAGE_SIZE: str(config.image_size),
     }
 
 
@@ -247,7 +241,7 @@ def check_training_run(run) -> None:
     training state); checked before the run is touched."""
     from cgbench.methods import METHODS
 
-    method = run.data.tags.get(TAG_PREFIX + "method")
+    method = run.data.tags.get(Tags.METHOD)
     if method not in METHODS:
         raise ConfigError(f"run {run.info.run_id} is not a training run (cgbench.method={method!r}); --resume "
                           "continues runs made by `cgbench run`")
@@ -255,7 +249,7 @@ def check_training_run(run) -> None:
 
 def trained_world_size(run) -> int:
     """How many processes a run was trained on (runs from before the tag: 1)."""
-    return int(run.data.tags.get(WORLD_SIZE_TAG, "1"))
+    return int(run.data.tags.get(Tags.WORLD_SIZE, "1"))
 
 
 def check_resume_world_size(run, world_size: int) -> None:
@@ -320,10 +314,10 @@ def data_record(data: TrainingData) -> tuple[dict[str, str], list[tuple[str, str
     digests) and MLflow dataset inputs (training, and the validation split as "evaluation")."""
     root = str(data.ref.root.resolve())
     inputs = [(data.ref.name, root, data.split.digest, "training")]
-    tags = {DATA_ROOT_TAG: root}
+    tags = {Tags.DATA_ROOT: root}
     val = val_digest(data.ref.root)
     if val is not None:
-        tags[VAL_DIGEST_TAG] = val
+        tags[Tags.VAL_DIGEST] = val
         inputs.append((data.ref.name + "-val", root, val, "evaluation"))
     return tags, inputs
 
@@ -339,8 +333,8 @@ def open_run(req: TrainRequest, config: Config, ctx: distributed.Context, setup:
     data, method = setup.data, setup.method
     data_tags, inputs = data_record(data)
     tags = {**run_tags(config, data.ref, data.split, req.preset), **data_tags,
-            **{TAG_PREFIX + k: v for k, v in {**method.extra_tags(), **method.speed.tags()}.items()},
-            WORLD_SIZE_TAG: str(ctx.world_size), **(req.tags or {})}
+            **{Tags.named(k): v for k, v in {**method.extra_tags(), **method.speed.tags()}.items()},
+            Tags.WORLD_SIZE: str(ctx.world_size), **(req.tags or {})}
     params = {**config.to_dict(), "total_iterations": setup.total, "train_images": len(data.photos)}
     tracker = start_run(req.tracking_uri, req.experiment, req.run_name or _default_run_name(config), tags, params,
                         config.to_dict(), inputs, parent_run_id=req.parent_run_id, lease=True)
@@ -355,7 +349,7 @@ def _resume_run(req: TrainRequest, ctx: distributed.Context, setup: Setup, resum
     process writes it), its newest readable checkpoint loaded, and only then marked RUNNING: a
     resume that fails before that leaves the run as it was."""
     run_id = resumed_run.info.run_id
-    if resumed_run.data.tags.get(TAG_PREFIX + "dataset_digest") != setup.data.split.digest:
+    if resumed_run.data.tags.get(Tags.DATASET_DIGEST) != setup.data.split.digest:
         raise DataError(f"the data at {setup.data.ref.root} differs from the data run {run_id} was trained on "
                         "(dataset digest changed); resume with the original dataset")
     tracker = RunTracker.claim(req.tracking_uri, run_id) if ctx.is_main else _NoTracker(run_id)
@@ -543,7 +537,7 @@ def verify_same_weights(ctx: distributed.Context, method: Method, tracker, itera
     """Collective: every rank's weights digest; rank 0 records them (tag ``cgbench.ddp_weight_digests``),
     and every rank raises :class:`RanksDiverged` when they differ."""
     digests = distributed.all_gather(ctx, distributed.weights_digest(method.networks))
-    tracker.set_tags({DIGESTS_TAG: ",".join(d[:12] for d in digests)})
+    tracker.set_tags({Tags.DDP_WEIGHT_DIGESTS: ",".join(d[:12] for d in digests)})
     if len(set(digests)) > 1:
         raise RanksDiverged(iteration, digests)
 
