@@ -26,7 +26,7 @@ from cgbench.methods.cogan import CoGAN
 from cgbench.methods.feature_gan import FeatureGAN
 from cgbench.methods.pix2pix import Pix2Pix
 from cgbench.methods.simgan import SimGAN
-from cgbench.train import load_training_data, train
+from cgbench.training import load_training_data, train
 
 BASELINES = ("pix2pix", "simgan", "feature-gan", "bigan", "cogan")
 SCORES = ("per_pixel_acc", "per_class_acc", "class_iou")

@@ -19,7 +19,7 @@ from cgbench import errors
 from cgbench.cli import handle_errors, main
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import CycleGAN
-from cgbench.train import train
+from cgbench.training import train
 
 LOSS_KEYS = [f"loss/{t}" for t in CycleGAN.terms]
 
@@ -142,7 +142,11 @@ KNOWN_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("exc, status", KNOWN_ERRORS, ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "")
+def _error_id(value) -> str:
+    return type(value).__name__ if isinstance(value, Exception) else str(value)
+
+
+@pytest.mark.parametrize("exc, status", KNOWN_ERRORS, ids=_error_id)
 def test_each_known_error_declares_the_status_the_command_ends_with(exc, status, capsys):
     @handle_errors
     def command():
@@ -154,7 +158,7 @@ def test_each_known_error_declares_the_status_the_command_ends_with(exc, status,
     assert capsys.readouterr().err == f"error: {exc}\n"
 
 
-@pytest.mark.parametrize("exc, status", KNOWN_ERRORS, ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "")
+@pytest.mark.parametrize("exc, status", KNOWN_ERRORS, ids=_error_id)
 def test_known_errors_cross_process_boundaries_whole(exc, status):
     again = pickle.loads(pickle.dumps(exc))  # how a sweep worker's error reaches the sweep
     assert type(again) is type(exc) and str(again) == str(exc) and vars(again) == vars(exc)

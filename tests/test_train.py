@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import ABLATIONS, CycleGAN
 from cgbench.protocol import TAG_PREFIX, Tags
-from cgbench.train import lr_factor, train
+from cgbench.training import lr_factor, train
 
 LOSS_KEYS = [f"loss/{t}" for t in CycleGAN.terms]
 
