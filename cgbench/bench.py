@@ -10,7 +10,7 @@ per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
   which pairs steps taken seconds apart and so resists drift in the machine's speed;
 * splits the fast step into data wait, forward + backward, optimiser and image pool
   (optimiser hooks and a timed pool), and measures tracking with the real training loop
-  (:func:`cgbench.train.train` into a throwaway MLflow store);
+  (:func:`cgbench.training.train` into a throwaway MLflow store);
 * counts the step's FLOPs (``torch.utils.flop_counter``) and measures the step's compute floor:
   every distinct convolution of the step (forward and backward, as aten runs them) timed alone
   at its best (memory format, thread count), weighted by how often the step runs it
@@ -351,7 +351,7 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
                   tracking: tuple[int | None, str | None],
                   with_eval: bool, echo: Callable[[str], None]) -> PresetResult:
     from cgbench.data.sampler import PairedSampler, UnpairedSampler
-    from cgbench.train import load_training_data
+    from cgbench.training import load_training_data
 
     tracking_iters, tracking_store = tracking
     threads = torch.get_num_threads()
@@ -448,10 +448,10 @@ def _time_in_blocks(fast, plain, sampler, device: torch.device, iters: int, firs
 
 
 def measure_tracking(config: Config, preset: str, iters: int, store: str | None = None) -> dict[str, float]:
-    """Tracking's share of the real training loop: ``iters`` iterations of :func:`cgbench.train.train`
+    """Tracking's share of the real training loop: ``iters`` iterations of :func:`cgbench.training.train`
     into ``store`` (default: a throwaway sqlite store), with the preset's logging cadence and one
     checkpoint at the end."""
-    from cgbench.train import train
+    from cgbench.training import train
 
     run_config = config.replace(iters=iters, checkpoint_every=max(iters, 1), sample_every=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -571,7 +571,8 @@ def format_result(r: PresetResult) -> list[str]:
 
 def log_to_mlflow(report: dict[str, Any], tracking_uri: str | None, experiment: str) -> str:
     """Record the benchmark as a ``cgbench.method=bench`` run: metrics per preset and the JSON."""
-    from cgbench.tracking import TAG_PREFIX, RunTracker
+    from cgbench.protocol import TAG_PREFIX
+    from cgbench.tracking import RunTracker
 
     tracker = RunTracker.create(tracking_uri, experiment, "bench", {TAG_PREFIX + "method": "bench"})
     tracker.log_environment()

@@ -41,10 +41,8 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # classified below; anything else is a bug and keeps its traceback
-            from cgbench.leases import LeaseLost
+            from cgbench.errors import Interrupted, LeaseLost, NonFiniteLoss, RanksDiverged, StoreUnavailable
             from cgbench.sweep import SweepInterrupted
-            from cgbench.tracking import StoreUnavailable
-            from cgbench.train import Interrupted, NonFiniteLoss, RanksDiverged
 
             if isinstance(exc, (Interrupted, SweepInterrupted)):
                 _fail(str(exc), 130)
@@ -179,7 +177,7 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
         get_ablation(config.ablation)
         if nproc is not None:
             from cgbench.data import datasets
-            from cgbench.train import check_method
+            from cgbench.training.run import check_method
 
             check_method(config.method, in_group=True)
             datasets.resolve(config.data, config.image_size, echo=click.echo)  # missing data: one line, no processes
@@ -203,7 +201,7 @@ def _check_resume_on(nproc: int, run_id: str, tracking_uri: str | None) -> None:
     """Before starting processes: the run exists, was trained on ``nproc`` processes, and its
     method can train on several."""
     from cgbench.tracking import client_for, get_run, recorded_config
-    from cgbench.train import check_method, check_resume_world_size, check_training_run
+    from cgbench.training.run import check_method, check_resume_world_size, check_training_run
 
     client = client_for(tracking_uri)
     run = get_run(client, run_id)
@@ -214,7 +212,7 @@ def _check_resume_on(nproc: int, run_id: str, tracking_uri: str | None) -> None:
 
 def _train_and_report(options: dict) -> None:
     from cgbench.distributed import env_rank
-    from cgbench.train import train
+    from cgbench.training import train
 
     main_rank = env_rank() == 0
     result = train(**options, echo=click.echo if main_rank else (lambda *_: None))

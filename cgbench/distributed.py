@@ -9,7 +9,7 @@ Two ways in, one process group:
 
 Either way the trainer calls :func:`process_group`, which joins the group described by the
 environment (``init_method="env://"``): NCCL on CUDA, gloo on CPU. Rank 0 alone writes to MLflow;
-the trainer (:mod:`cgbench.train`) uses the small collectives below to share what it must.
+the trainer (:mod:`cgbench.training`) uses the small collectives below to share what it must.
 """
 
 from __future__ import annotations

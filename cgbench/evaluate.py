@@ -19,7 +19,7 @@ from typing import Any, Callable
 from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError
 from cgbench.fcn import load_fcn
-from cgbench.protocol import FCN_METHOD, TAG_PREFIX
+from cgbench.protocol import FCN_METHOD, TAG_PREFIX, Tags
 from cgbench.scoring import Scored, Source, load_val_split, score, select_evaluators
 from cgbench.scoring.record import record_scores
 from cgbench.scoring.sources import run_source
@@ -44,11 +44,10 @@ def run_data_root(run, data_value: str, override: str | None = None, image_size:
     input: MLflow keeps one dataset record per name and digest, so two folders with the same
     training split share the first one's record.)"""
     from cgbench.data import datasets
-    from cgbench.train import DATA_ROOT_TAG
 
     if override:
         return datasets.resolve(override, image_size, generate=False).root
-    recorded = run.data.tags.get(DATA_ROOT_TAG)
+    recorded = run.data.tags.get(Tags.DATA_ROOT)
     if recorded and Path(recorded).is_dir():
         return Path(recorded)
     return datasets.resolve(data_value, image_size, generate=False).root
@@ -87,9 +86,7 @@ def check_val_split(run, digest: str, root: Path, allow_other_val: bool) -> dict
     """The val split at ``root`` is the one the run recorded beside its training data (tag
     ``cgbench.val_digest``; runs from before it are not checked). Another one is refused unless
     ``allow_other_val``; returns what the scores then record about it."""
-    from cgbench.train import VAL_DIGEST_TAG
-
-    recorded = run.data.tags.get(VAL_DIGEST_TAG)
+    recorded = run.data.tags.get(Tags.VAL_DIGEST)
     if recorded is None or recorded == digest:
         return {}
     if not allow_other_val:

@@ -17,11 +17,10 @@ from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError
 from cgbench.evaluate import needs_fcn, score_into_run
 from cgbench.fcn import load_fcn
-from cgbench.leases import Lease
 from cgbench.protocol import NULL_METHOD, NULL_ROWS, TAG_PREFIX
 from cgbench.scoring import load_val_split, select_evaluators
 from cgbench.scoring.sources import null_sources
-from cgbench.tracking import client_for, search_runs, start_run
+from cgbench.tracking import Lease, client_for, search_runs, start_run
 from evaluators.base import EvalContext
 
 DERANGEMENT_SEED = 0  # "another scene": one fixed derangement, so every report shows the same floor

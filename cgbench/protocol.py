@@ -41,6 +41,77 @@ LADDER_PREFIX = f"{EVAL_PREFIX}/ladder"
 
 TAG_PREFIX = "cgbench."
 
+
+class Tags:
+    """The names of cgbench's run tags, all under :data:`TAG_PREFIX`: every writer and reader of a
+    tag takes its name from here. Families named by a part only known at run time are built by
+    the static methods below."""
+
+    # What a run is and which table row it fills.
+    METHOD = "cgbench.method"  # a training method, or FCN_METHOD, NULL_METHOD, EXTERNAL_METHOD, ...
+    ROW = "cgbench.row"
+    ABLATION = "cgbench.ablation"
+    SEED = "cgbench.seed"
+    PRESET = "cgbench.preset"
+    NORM = "cgbench.norm"  # the generators' normalisation (Method.extra_tags)
+    FEATURE_WEIGHTS = "cgbench.feature_weights"  # feature-gan: where its fixed features came from
+    PRECISION = "cgbench.precision"  # fp32 or bf16 forward passes
+    # Its data.
+    DATASET = "cgbench.dataset"
+    DATASET_DIGEST = "cgbench.dataset_digest"  # the training split
+    DATASET_LAYOUT = "cgbench.dataset_layout"
+    VAL_DIGEST = "cgbench.val_digest"  # the validation split beside the training data; eval checks it
+    DATA_ROOT = "cgbench.data_root"  # the dataset folder the run read (absolute); eval scores its val split
+    IMAGE_SIZE = "cgbench.image_size"
+    PREP = "cgbench.prep"
+    # How it ran.
+    CODE_VERSION = "cgbench.code_version"
+    WORLD_SIZE = "cgbench.world_size"  # processes the run trains on; resuming needs as many
+    DDP_WEIGHT_DIGESTS = "cgbench.ddp_weight_digests"  # per rank, the 12-hex prefix of its weights' sha256
+    FAILURE = "cgbench.failure"  # why the run failed
+    # The evaluator FCN.
+    FCN_ARCH = "cgbench.fcn_arch"
+    FCN_LADDER_FALLS = "cgbench.fcn.ladder_falls"
+    FCN_LADDER_FLAT = "cgbench.fcn.ladder_flat"
+    # Scores.
+    EVAL_VAL_DIGEST = "cgbench.eval.val_digest"
+    EVAL_ALLOW_OTHER_VAL = "cgbench.eval.allow_other_val"
+    SOURCE = "cgbench.source"  # an external row: images or checkpoint
+    DIRECTION = "cgbench.direction"
+    # Sweeps.
+    SWEEP = "cgbench.sweep"  # on a child: its sweep's parent run
+    SWEEP_KEY = "cgbench.sweep_key"
+    SPEC = "cgbench.spec"
+    SEEDS = "cgbench.seeds"
+    TABLES = "cgbench.tables"
+    FCN_RUN = "cgbench.fcn_run"
+    # Reports.
+    REPORT_SOURCE = "cgbench.report.source"
+    REPORT_TABLES = "cgbench.report.tables"
+    REPORT_RUNS = "cgbench.report.runs"
+    REPORT_SWEEP = "cgbench.report.sweep"
+
+    @staticmethod
+    def named(name: str) -> str:
+        """``cgbench.<name>``: tags a method, the speed settings (``speed.<setting>``) or an external
+        source (its details) name themselves."""
+        return TAG_PREFIX + name
+
+    @staticmethod
+    def package(name: str) -> str:
+        """The version of package ``name`` the run ran with: ``cgbench.pkg.<name>``."""
+        return f"{TAG_PREFIX}pkg.{name}"
+
+    @staticmethod
+    def eval_classes(evaluator: str) -> str:
+        """The classes evaluator ``evaluator`` scored: ``cgbench.eval.<evaluator>.classes``."""
+        return f"{TAG_PREFIX}eval.{evaluator}.classes"
+
+    @staticmethod
+    def eval_fcn(evaluator: str) -> str:
+        """The FCN evaluator ``evaluator`` segmented with: ``cgbench.eval.<evaluator>.fcn``."""
+        return f"{TAG_PREFIX}eval.{evaluator}.fcn"
+
 # What a run is, by its ``cgbench.method`` tag, when it is not a training method.
 FCN_METHOD = "fcn"  # the evaluator FCN (cgbench fcn train)
 NULL_METHOD = "null"  # a translator that learned nothing (the floor)

@@ -45,9 +45,9 @@ import yaml
 
 from cgbench.config import Config, PRESETS, apply_overrides, read_utf8, resolve, valid_keys
 from cgbench.errors import CgbenchError, ConfigError
-from cgbench.leases import Lease
 from cgbench.protocol import SWEEP_METHOD
 from cgbench.protocol import TAG_PREFIX as TAG
+from cgbench.tracking import Lease
 
 WAIT_POLL_SECONDS = 2.0  # how often a sweep looks whether another sweep's children are done
 SPEC_KEYS = ("name", "description", "tables", "preset", "seeds", "evaluators", "set", "rows", "experiment")
@@ -252,7 +252,7 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
     import torch
 
     from cgbench.evaluate import evaluate
-    from cgbench.train import train
+    from cgbench.training import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -289,7 +289,7 @@ def _refresh(child: Child, parent_run_id: str, tracking_uri: str | None, evaluat
 
 def _wait_for_writer(tracking_uri: str | None, run_id: str) -> None:
     """Wait until no live process writes run ``run_id``: a writer that died on this machine is
-    gone at once, one on another machine once its heartbeat is stale (:mod:`cgbench.leases`)."""
+    gone at once, one on another machine once its heartbeat is stale (:mod:`cgbench.tracking.leases`)."""
     from cgbench.tracking import client_for
 
     lease = Lease(client_for(tracking_uri), f"run/{run_id}")
@@ -400,7 +400,7 @@ def run_sweep(
     """Train and evaluate every (row, seed) of the spec as children of one parent run; the same
     command again skips what is finished and resumes what was interrupted. Sweeps of the same spec
     running at once share the parent and split the children: each child (and the FCN, and the null
-    rows) is done by one of them (:mod:`cgbench.leases`); each waits for the others' to finish.
+    rows) is done by one of them (:mod:`cgbench.tracking.leases`); each waits for the others' to finish.
     SIGTERM stops a sweep as Ctrl-C does; the parent run is then marked KILLED.
 
     ``executor_name``: ``local`` (processes here, ``jobs`` at a time) or ``ray`` (Ray tasks on the
@@ -420,7 +420,7 @@ def run_sweep(
             fcn_run_id = _run_children(plan, parent, executor, tracking_uri, progress, echo)
         except BaseException as exc:
             _ignore_stop_signals()  # recording the parent's status must not be cut short
-            from cgbench.tracking import StoreUnavailable
+            from cgbench.errors import StoreUnavailable
 
             status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SweepInterrupted)) else "FAILED"
             if isinstance(exc, StoreUnavailable):  # the store is away: do not wait for it again
@@ -475,7 +475,7 @@ def _run_children(plan: Plan, parent, executor, tracking_uri: str | None, progre
 
 
 def child_lease(client, parent_run_id: str, child: Child) -> Lease:
-    """Who does a sweep's child: one sweep at a time (:mod:`cgbench.leases`)."""
+    """Who does a sweep's child: one sweep at a time (:mod:`cgbench.tracking.leases`)."""
     return Lease(client, f"child/{parent_run_id}/{child.row.key}/{child.seed}")
 
 
@@ -972,7 +972,7 @@ class _QueueProgress:
 
 
 def _finish(child: Child, call: Callable[[], tuple[str, str, float]], echo: Callable[[str], None]) -> None:
-    from cgbench.train import Interrupted, NonFiniteLoss
+    from cgbench.errors import Interrupted, NonFiniteLoss
 
     start = time.perf_counter()
     try:

@@ -95,12 +95,13 @@ def test_the_data_way_points_one_direction():
     what comes after it."""
     graph = _graph()
     downstream = {
-        "cgbench.data": ("cgbench.models", "cgbench.methods", "cgbench.train", "cgbench.scoring", "cgbench.report",
+        "cgbench.data": ("cgbench.models", "cgbench.methods", "cgbench.training", "cgbench.scoring", "cgbench.report",
                          "cgbench.tracking", "evaluators"),
-        "cgbench.models": ("cgbench.methods", "cgbench.train", "cgbench.scoring", "cgbench.report", "cgbench.tracking"),
-        "cgbench.methods": ("cgbench.train", "cgbench.scoring", "cgbench.report", "cgbench.tracking", "evaluators"),
-        "cgbench.scoring": ("cgbench.report", "cgbench.train", "cgbench.sweep", "cgbench.cli"),
-        "evaluators": ("cgbench.scoring", "cgbench.train", "cgbench.report", "cgbench.bench", "cgbench.cli",
+        "cgbench.models": ("cgbench.methods", "cgbench.training", "cgbench.scoring", "cgbench.report",
+                           "cgbench.tracking"),
+        "cgbench.methods": ("cgbench.training", "cgbench.scoring", "cgbench.report", "cgbench.tracking", "evaluators"),
+        "cgbench.scoring": ("cgbench.report", "cgbench.training", "cgbench.sweep", "cgbench.cli"),
+        "evaluators": ("cgbench.scoring", "cgbench.training", "cgbench.report", "cgbench.bench", "cgbench.cli",
                        "cgbench.evaluate", "cgbench.fcn", "cgbench.sweep"),
     }
     wrong = [(m, d) for m, deps in graph.items() for d in deps for up, downs in downstream.items()

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from cgbench.cli import main
 from cgbench.config import resolve
 from cgbench.data.sampler import PairedSampler, UnpairedSampler
-from cgbench.errors import CgbenchError, ConfigError
+from cgbench.errors import CgbenchError, ConfigError, Interrupted, NonFiniteLoss
 from cgbench.evaluate import evaluate
 from cgbench.fcn import train_fcn
 from cgbench.methods import METHODS, get_method
@@ -26,7 +26,7 @@ from cgbench.methods.cogan import CoGAN
 from cgbench.methods.feature_gan import FeatureGAN
 from cgbench.methods.pix2pix import Pix2Pix
 from cgbench.methods.simgan import SimGAN
-from cgbench.train import Interrupted, NonFiniteLoss, load_training_data, train
+from cgbench.training import load_training_data, train
 
 BASELINES = ("pix2pix", "simgan", "feature-gan", "bigan", "cogan")
 SCORES = ("per_pixel_acc", "per_class_acc", "class_iou")

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from conftest import HANG_SECONDS, assert_one_line_error, wait_until
 from cgbench.cli import main
 from cgbench.distributed import free_port
-from cgbench.leases import Lease
+from cgbench.tracking import Lease
 
 pytest.importorskip("ray", reason='Ray is installed by the test extra (pip install -e ".[test]")')
 

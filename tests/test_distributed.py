@@ -115,7 +115,7 @@ TEARDOWN_PROBE = """
 import os, sys
 from cgbench.config import resolve
 from cgbench.distributed import free_port
-from cgbench.train import train
+from cgbench.training import train
 
 def threads():
     return sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))

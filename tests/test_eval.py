@@ -24,7 +24,7 @@ from cgbench.scoring.engine import output_file_name, stream, translator_inputs
 from cgbench.fcn import train_fcn
 from cgbench.models.segmenter import FCN8s
 from cgbench.tracking import RunTracker
-from cgbench.train import train
+from cgbench.training import train
 from evaluators.base import EvalContext, Segmenter, upsample
 from evaluators.confusion import ConfusionMatrix
 from evaluators.fcn import FCNScore, segmenter_input

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import pickle
 import re
 import signal
 import subprocess
@@ -13,10 +15,11 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from conftest import HANG_SECONDS, assert_one_line_error, run_cli, wait_until
-from cgbench.cli import main
+from cgbench import errors
+from cgbench.cli import handle_errors, main
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import CycleGAN
-from cgbench.train import train
+from cgbench.training import train
 
 LOSS_KEYS = [f"loss/{t}" for t in CycleGAN.terms]
 
@@ -129,3 +132,33 @@ def test_bad_input_is_one_line_exit_2(case, args, fragments, synth_dir, tracking
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("cgbench")
     assert experiment is None or not client.search_runs([experiment.experiment_id])  # nothing half-recorded
+
+
+KNOWN_ERRORS = [
+    (errors.DataError("no images"), 2), (errors.ConfigError("unknown key"), 2), (errors.LeaseHeld("held"), 2),
+    (errors.LeaseLost("taken over"), 1), (errors.StoreUnavailable("the store is away"), 1),
+    (errors.NonFiniteLoss(3, "G", math.inf), 1), (errors.RanksDiverged(2, ["a" * 64, "b" * 64]), 1),
+    (errors.Interrupted("0" * 32, 4), 130),
+]
+
+
+def _error_id(value) -> str:
+    return type(value).__name__ if isinstance(value, Exception) else str(value)
+
+
+@pytest.mark.parametrize("exc, status", KNOWN_ERRORS, ids=_error_id)
+def test_each_known_error_declares_the_status_the_command_ends_with(exc, status, capsys):
+    @handle_errors
+    def command():
+        raise exc
+
+    with pytest.raises(SystemExit) as stop:
+        command()
+    assert exc.exit_code == status == stop.value.code
+    assert capsys.readouterr().err == f"error: {exc}\n"
+
+
+@pytest.mark.parametrize("exc, status", KNOWN_ERRORS, ids=_error_id)
+def test_known_errors_cross_process_boundaries_whole(exc, status):
+    again = pickle.loads(pickle.dumps(exc))  # how a sweep worker's error reaches the sweep
+    assert type(again) is type(exc) and str(again) == str(exc) and vars(again) == vars(exc)

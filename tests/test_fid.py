@@ -286,7 +286,7 @@ def run_and_fcn(synth_dir, tmp_path_factory):
     """A tiny trained run scored with the FCN score, and a tiny FCN on the same data, in one store."""
     from cgbench.evaluate import evaluate
     from cgbench.fcn import train_fcn
-    from cgbench.train import train
+    from cgbench.training import train
 
     folder = tmp_path_factory.mktemp("fid-run")
     uri = f"sqlite:///{folder}/mlflow.db"

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from conftest import run_cli
 from cgbench.config import resolve
-from cgbench.train import train
+from cgbench.training import train
 from evaluators.base import Evaluator, PluginError, check_evaluator_class, discover
 from evaluators.fcn import FCNScore
 from evaluators.seg import SegScore

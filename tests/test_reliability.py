@@ -27,7 +27,7 @@ from cgbench.config import resolve
 from cgbench.data.layouts import load_split
 from cgbench.errors import DataError
 from cgbench.scoring import load_val_split
-from cgbench.train import train
+from cgbench.training import train
 
 CGBENCH = Path(sys.executable).with_name("cgbench")
 TRAIN_KEYS = ("loss/D_Y", "loss/G_gan", "loss/cycle_forward", "lr", "perf/sec_per_iter")

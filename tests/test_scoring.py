@@ -26,7 +26,7 @@ from cgbench.models.unet import UnetGenerator
 from cgbench.protocol import NULL_ROWS
 from cgbench.scoring.external import load_authors_generator
 from cgbench.scoring.sources import derangement, majority_labels, mean_photo
-from cgbench.train import train
+from cgbench.training import train
 
 QUIET = dict(progress=False, echo=lambda *_: None)
 SCORES = ("per_pixel_acc", "per_class_acc", "class_iou")

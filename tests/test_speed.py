@@ -16,7 +16,7 @@ from cgbench.errors import ConfigError
 from cgbench.methods import get_method
 from cgbench.methods.cyclegan import ABLATIONS
 from cgbench.speed import PLAIN_SETTINGS, accelerate, resolve_speed
-from cgbench.train import train
+from cgbench.training import train
 
 CPU = torch.device("cpu")
 FAST = dict(parallel_halves="on", fused_adam="on")

@@ -37,7 +37,7 @@ from cgbench.study.images import image_folder, prepare_images
 from cgbench.study.server import make_server
 from cgbench.study.store import Store, draw_trials, study_folder
 from cgbench.tracking import RunTracker
-from cgbench.train import train
+from cgbench.training import train
 
 TRIALS = PRACTICE_TRIALS + SCORED_TRIALS
 FOOLED = "study/labels2photo/fooled_rate"

@@ -9,7 +9,8 @@ from mlflow import MlflowClient
 
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import ABLATIONS, CycleGAN
-from cgbench.train import lr_factor, train
+from cgbench.protocol import TAG_PREFIX, Tags
+from cgbench.training import lr_factor, train
 
 LOSS_KEYS = [f"loss/{t}" for t in CycleGAN.terms]
 
@@ -48,6 +49,9 @@ def test_run_records_config_tags_dataset_and_artifacts(synth_dir, tracking_uri):
     assert tags["cgbench.method"] == "cyclegan" and tags["cgbench.ablation"] == "cyclegan" == tags["cgbench.row"]
     assert tags["cgbench.dataset"] == "synthcity" and len(tags["cgbench.dataset_digest"]) >= 16
     assert tags["cgbench.code_version"] and tags["cgbench.pkg.torch"] and tags["cgbench.pkg.mlflow"] == "3.17.2"
+    vocabulary = {name for key, name in vars(Tags).items() if key.isupper()}
+    families = (Tags.package(""), Tags.named("speed."))
+    assert {k for k in tags if k.startswith(TAG_PREFIX) and not k.startswith(families)} <= vocabulary
     inputs = run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.digest == tags["cgbench.dataset_digest"]
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from cgbench.errors import CgbenchError
+from cgbench.protocol import TAG_PREFIX
 from cgbench.report.paper import TABLES
 from cgbench.report.render import CSV_FIELDS, latex_escape
-from cgbench.tracking import TAG_PREFIX
 
 NUMBER = 1
 TITLE = '"Real vs fake" perceptual study: % of scored trials in which the generated image was judged real'

@@ -31,21 +31,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from cgbench.errors import CgbenchError
+from cgbench.errors import LeaseHeld, LeaseLost
 
 PREFIX = ".cgbench-lease/"
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 120.0  # twelve missed beats: only for holders on other machines
-
-
-class LeaseHeld(CgbenchError):
-    """Another live process holds the lease (exit status 2: a usage error, nothing was touched)."""
-
-
-class LeaseLost(Exception):
-    """Another process took this one's lease over (it looked dead); this one must write no more."""
-
-    run_status = None  # RunTracker.ending(): leave the run's status to the new holder
 
 
 def _host_id() -> str:

@@ -88,3 +88,8 @@ class CheckpointStore:
                 except Exception:  # cut short, damaged, not a checkpoint, or pruned meanwhile: the previous one
                     continue
         return None
+
+
+def load_run_checkpoint(client, run_id: str, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The newest checkpoint of a run that loads (an older one when the newest cannot be read)."""
+    return CheckpointStore(client, run_id).load_newest(map_location)
