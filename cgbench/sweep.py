@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from cgbench.config import Config, PRESETS, apply_overrides, read_utf8, resolve, valid_keys
+from cgbench.durations import fmt_seconds
 from cgbench.errors import CgbenchError, ConfigError
 from cgbench.leases import Lease
 from cgbench.protocol import SWEEP_METHOD
@@ -195,13 +196,6 @@ def _train_images(config: Config) -> int:
         return count_photos(root, "train") or 1000
     except CgbenchError:
         return 1000
-
-
-def _fmt_seconds(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 # --- one child, in this process or a worker ---------------------------------------------
@@ -432,7 +426,7 @@ def run_sweep(
     failed = [c for c in children if c.status == "failed"]
     parent.end("FAILED" if failed else "FINISHED")
     seconds = time.perf_counter() - started
-    echo(f"Sweep {plan.spec.name!r} done in {_fmt_seconds(seconds)}: "
+    echo(f"Sweep {plan.spec.name!r} done in {fmt_seconds(seconds)}: "
          f"{sum(c.status == 'finished' for c in children)} finished, {len(failed)} failed. "
          f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
     return SweepResult(parent.run_id, plan.experiment, children, fcn_run_id, seconds)
@@ -600,8 +594,8 @@ def print_plan(plan: Plan, jobs: int, echo: Callable[[str], None]) -> None:
             estimates[key] = estimate_seconds(child.config)
         total += estimates[key]
         what = child.config.method + (f" ({child.config.ablation})" if child.config.method == "cyclegan" else "")
-        echo(f"  {child.label:28s} {what}: ~{_fmt_seconds(estimates[key])} training")
-    echo(f"{len(plan.runnable)} runs, about {_fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
+        echo(f"  {child.label:28s} {what}: ~{fmt_seconds(estimates[key])} training")
+    echo(f"{len(plan.runnable)} runs, about {fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
          "from timing 3 iterations here), plus evaluation and the FCN evaluator if not trained yet. Nothing was run.")
 
 
@@ -643,7 +637,8 @@ def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool
                     echo: Callable[[str], None]) -> str | None:
     """The FCN evaluator (found again, else trained once) and the null rows (the floor) for the
     sweep's data and image size; returns the FCN's run id when the evaluators need one."""
-    from cgbench.nulls import ensure_nulls
+    from cgbench.fcn import ensure_fcn
+    from cgbench.nulls import prepare_floor
 
     if not plan.runnable:
         return None
@@ -652,44 +647,8 @@ def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool
     if any("fcn" in plan.installed[e].needs for e in plan.spec.evaluators):
         fcn_run_id = ensure_fcn(config, tracking_uri, plan.experiment, plan.preset, progress, echo)
         parent.set_tags({TAG + "fcn_run": fcn_run_id})
-    nulls = ensure_nulls(config.data, config.image_size, plan.spec.evaluators, fcn=fcn_run_id, tracking_uri=tracking_uri,
-                         experiment=plan.experiment, device=config.device, prep=config.prep, echo=echo)
-    echo(f"Floor: {len(nulls)} null rows recorded for these data ({', '.join(nulls)}).")
+    prepare_floor(config, plan.spec.evaluators, fcn_run_id, tracking_uri, plan.experiment, echo)
     return fcn_run_id
-
-
-def ensure_fcn(config: Config, tracking_uri: str | None, experiment: str, preset: str, progress: bool,
-               echo: Callable[[str], None]) -> str:
-    """The FCN evaluator for this dataset and image size: found by tag, else trained once."""
-    from cgbench.data import datasets
-    from cgbench.data.layouts import split_digest
-    from cgbench.fcn import find_fcn_run
-    from cgbench.tracking import client_for
-
-    ref = datasets.resolve(config.data, config.image_size, echo=echo)
-    digest = split_digest(ref.root, "train")
-    client = client_for(tracking_uri)
-    lease = Lease(client, f"fcn/{digest}/{config.image_size}/{config.prep}")
-    with lease.hold(echo):  # trained once, also by sweeps started at once
-        run = find_fcn_run(client, digest, config.image_size, config.prep)
-        if run is not None:
-            echo(f"FCN evaluator: reusing run {run.info.run_id} (same dataset digest, {config.image_size} px).")
-            return run.info.run_id
-        return _train_fcn(config, tracking_uri, experiment, preset, progress, echo)
-
-
-def _train_fcn(config: Config, tracking_uri: str | None, experiment: str, preset: str, progress: bool,
-               echo: Callable[[str], None]) -> str:
-    from cgbench.fcn import train_fcn
-
-    echo(f"FCN evaluator: none for this dataset at {config.image_size} px yet; training one.")
-    result = train_fcn(config, tracking_uri=tracking_uri, experiment=experiment, preset=preset, progress=progress,
-                       echo=echo)
-    m = result.ground_truth.metrics
-    echo(f"FCN evaluator: run {result.run_id} trained in {_fmt_seconds(result.seconds)}; on real val photos "
-         f"(the ceiling): per-pixel {m['per_pixel_acc']:.3f}, per-class {m['per_class_acc']:.3f}, "
-         f"IoU {m['class_iou']:.3f}.")
-    return result.run_id
 
 
 class PlanProgress:
@@ -748,8 +707,8 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
         left = len(todo) - i
         eta = sum(done_seconds) / len(done_seconds) * left / jobs
         state = "done" if child.status == "finished" else "FAILED"
-        plan.write(f"[{i}/{len(todo)}] {child.label}: {state} in {_fmt_seconds(child.seconds)} (run {child.run_id}); "
-                   f"elapsed {_fmt_seconds(time.perf_counter() - started)}, about {_fmt_seconds(eta)} left", echo)
+        plan.write(f"[{i}/{len(todo)}] {child.label}: {state} in {fmt_seconds(child.seconds)} (run {child.run_id}); "
+                   f"elapsed {fmt_seconds(time.perf_counter() - started)}, about {fmt_seconds(eta)} left", echo)
 
     args = (experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset, threads)
     executor.run(todo, args, plan, report, echo)
