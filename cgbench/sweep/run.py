@@ -13,90 +13,24 @@ when several CUDA GPUs are visible, each child in flight takes a GPU of its own
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import math
 import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cgbench.config import Config, PRESETS, apply_overrides, read_utf8, resolve, valid_keys
+from cgbench.config import Config
 from cgbench.durations import fmt_seconds
 from cgbench.errors import CgbenchError, ConfigError
 from cgbench.leases import Lease
 from cgbench.protocol import SWEEP_METHOD
 from cgbench.protocol import TAG_PREFIX as TAG
-from cgbench.sweep.spec import Row, Spec, checked_seeds, load_spec
+from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan, sweep_key, train_images
 
 WAIT_POLL_SECONDS = 2.0  # how often a sweep looks whether another sweep's children are done
-
-
-@dataclass
-class Child:
-    row: Row
-    seed: int
-    config: Config | None  # None when the row's method is not installed
-    status: str = "planned"  # planned | finished | evaluate | resume | failed | unavailable | elsewhere (another sweep)
-    run_id: str | None = None
-    seconds: float = math.nan
-
-    @property
-    def label(self) -> str:
-        return f"{self.row.key} seed {self.seed}"
-
-
-def row_config(spec: Spec, row: Row, seed: int, preset: str, data: str | None, sets: dict[str, Any]) -> Config | None:
-    from cgbench.methods import METHODS
-
-    config = resolve(preset, sets={**spec.common, **row.overrides, **sets}, seed=seed, data=data)
-    return config if config.method in METHODS else None
-
-
-def sweep_key(spec: Spec, preset: str, seeds: tuple[int, ...], data: str, sets: dict[str, Any]) -> str:
-    """Identifies a sweep, so that the same command finds its parent run again."""
-    blob = json.dumps({"spec": Path(spec.path).read_text(), "preset": preset, "seeds": list(seeds), "data": data,
-                       "sets": sets}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def estimate_seconds(config: Config, steps: int = 3) -> float:
-    """Seconds one training run of ``config`` should take, from timing a few iterations here."""
-    import torch
-
-    from cgbench.methods import get_method
-    from cgbench.devices import resolve_device
-    from cgbench.speed import accelerate
-
-    device = resolve_device(config.device)
-    torch.manual_seed(0)
-    method = get_method(config.method)(config, device)
-    accelerate(method)
-    x = torch.rand(config.batch_size, 3, config.image_size, config.image_size, device=device) * 2 - 1
-    with method.halves.pinned_threads():
-        method.train_step(x, x)  # warm-up
-        start = time.perf_counter()
-        for _ in range(steps):
-            method.train_step(x, x)
-        per_iter = (time.perf_counter() - start) / steps
-    return per_iter * (config.iters if config.iters > 0 else config.epochs * _train_images(config))
-
-
-def _train_images(config: Config) -> int:
-    """How many training images an epoch has, counted without decoding (1000 if not generated yet)."""
-    from cgbench.data.datasets import SYNTHCITY, default_synthcity_dir
-    from cgbench.data.layouts import count_photos
-
-    data = config.data
-    root = default_synthcity_dir(config.image_size) if data == SYNTHCITY else Path(data)
-    try:
-        return count_photos(root, "train") or 1000
-    except CgbenchError:
-        return 1000
 
 
 # --- one child, in this process or a worker ---------------------------------------------
@@ -128,7 +62,7 @@ def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: 
     What is left to do is read again from the store first, so that a child started again (a Ray
     task rescheduled after its worker died) resumes the run its first attempt made."""
     _refresh(child, parent_run_id, tracking_uri, evaluators)
-    if child.status not in ("planned", "resume", "evaluate"):  # finished meanwhile (or failed)
+    if not child.to_do:  # finished meanwhile (or failed)
         return child.run_id, child.status, 0.0
     if gpus is None or placed_device(child.config.device, 0) is None:
         return _train_and_evaluate(child, experiment, parent_run_id, tracking_uri, evaluators, fcn_run_id, preset,
@@ -154,12 +88,12 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
     start = time.perf_counter()
     quiet = (lambda *_: None)
     run_id = child.run_id
-    if child.status == "resume":
+    if child.status == ChildStatus.RESUME:
         _wait_for_writer(tracking_uri, run_id)
-    if child.status in ("planned", "resume"):
+    if child.status in (ChildStatus.PLANNED, ChildStatus.RESUME):
         result = train(
-            child.config if child.status == "planned" else None, tracking_uri=tracking_uri, experiment=experiment,
-            preset=preset, resume_run_id=run_id if child.status == "resume" else None, parent_run_id=parent_run_id,
+            child.config if child.status == ChildStatus.PLANNED else None, tracking_uri=tracking_uri, experiment=experiment,
+            preset=preset, resume_run_id=run_id if child.status == ChildStatus.RESUME else None, parent_run_id=parent_run_id,
             tags={TAG + "sweep": parent_run_id, TAG + "row": child.row.key},
             run_name=f"{child.row.key}-seed{child.seed}", progress=False, echo=quiet,
             on_progress=lambda it, total: on_progress(child.label, it, total), device=device,
@@ -168,7 +102,7 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
     if evaluators:
         evaluate(run_id, list(evaluators), tracking_uri=tracking_uri, fcn=fcn_run_id, progress=False, echo=quiet,
                  device=device or "auto")
-    return run_id, "finished", time.perf_counter() - start
+    return run_id, ChildStatus.FINISHED, time.perf_counter() - start
 
 
 def _refresh(child: Child, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...]) -> None:
@@ -215,7 +149,7 @@ def _pool_child(*args) -> tuple[str, str, float]:
     marked KILLED, evaluation stops), the worker idle again afterwards. A child that the pool had
     already handed to a worker when the sweep began to stop is never started."""
     if _SWEEP_STOPPING is not None and _SWEEP_STOPPING.is_set():
-        return "", "not started", 0.0
+        return "", ChildStatus.NOT_STARTED, 0.0
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run_child(*args)
@@ -242,7 +176,7 @@ class SweepResult:
 
     @property
     def failed(self) -> list[Child]:
-        return [c for c in self.children if c.status == "failed"]
+        return [c for c in self.children if c.status == ChildStatus.FAILED]
 
 
 def _existing_children(client, parent_run_id: str) -> dict[tuple[str, int], Any]:
@@ -261,20 +195,20 @@ def _classify(child: Child, run, eval_prefixes: list[str]) -> None:
     """What is left to do for a child, given its existing run (if any) and the metric prefixes
     its evaluators write."""
     if child.config is None:
-        child.status = "unavailable"
+        child.status = ChildStatus.UNAVAILABLE
         return
     if run is None:
-        child.status = "planned"
+        child.status = ChildStatus.PLANNED
         return
     child.run_id = run.info.run_id
     status = run.info.status
     if status == "FINISHED":
         done = all(any(k.startswith(prefix + "/") for k in run.data.metrics) for prefix in eval_prefixes)
-        child.status = "finished" if done else "evaluate"
+        child.status = ChildStatus.FINISHED if done else ChildStatus.EVALUATE
     elif status == "FAILED":
-        child.status = "failed"
+        child.status = ChildStatus.FAILED
     else:  # RUNNING (killed hard) or KILLED (interrupted): continue from the last checkpoint
-        child.status = "resume"
+        child.status = ChildStatus.RESUME
 
 
 def run_sweep(
@@ -324,11 +258,11 @@ def run_sweep(
                 parent.end(status)
             raise
     children = plan.children
-    failed = [c for c in children if c.status == "failed"]
+    failed = [c for c in children if c.status == ChildStatus.FAILED]
     parent.end("FAILED" if failed else "FINISHED")
     seconds = time.perf_counter() - started
     echo(f"Sweep {plan.spec.name!r} done in {fmt_seconds(seconds)}: "
-         f"{sum(c.status == 'finished' for c in children)} finished, {len(failed)} failed. "
+         f"{sum(c.status == ChildStatus.FINISHED for c in children)} finished, {len(failed)} failed. "
          f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
     return SweepResult(parent.run_id, plan.experiment, children, fcn_run_id, seconds)
 
@@ -348,14 +282,14 @@ def _run_children(plan: Plan, parent, executor, tracking_uri: str | None, progre
         for child in plan.children:
             _classify(child, found.get((child.row.key, child.seed)), prefixes)
             if child in elsewhere:
-                child.status = "elsewhere"
+                child.status = ChildStatus.ELSEWHERE
         fcn_run_id = prepare_scoring(plan, parent, tracking_uri, progress, echo)
-        todo = [c for c in plan.children if c.status in ("planned", "resume", "evaluate")]
-        counts = {s: sum(c.status == s for c in plan.children)
-                  for s in ("finished", "failed", "unavailable", "elsewhere")}
+        todo = [c for c in plan.children if c.to_do]
+        counts = {s: sum(c.status == s for c in plan.children) for s in ChildStatus}
         echo(f"Plan: {len(plan.children)} runs ({len(plan.spec.rows)} rows x {len(plan.seeds)} seeds): {len(todo)} "
-             f"to do, {counts['finished']} already finished, {counts['failed']} failed before (delete them to retry), "
-             f"{counts['unavailable']} not available, {counts['elsewhere']} being done by another sweep.")
+             f"to do, {counts[ChildStatus.FINISHED]} already finished, {counts[ChildStatus.FAILED]} failed before "
+             f"(delete them to retry), {counts[ChildStatus.UNAVAILABLE]} not available, "
+             f"{counts[ChildStatus.ELSEWHERE]} being done by another sweep.")
 
         def do(children: list[Child]) -> None:
             _execute(children, plan.experiment, parent.run_id, tracking_uri, plan.spec.evaluators, fcn_run_id,
@@ -403,7 +337,7 @@ def _wait_for_others(client, parent_run_id: str, elsewhere: list[Child], leases:
             leases[child.label] = lease
             pending.remove(child)
             _classify(child, _existing_children(client, parent_run_id).get((child.row.key, child.seed)), prefixes)
-            if child.status in ("planned", "resume", "evaluate"):
+            if child.to_do:
                 do([child])
         if pending:
             time.sleep(WAIT_POLL_SECONDS)
@@ -431,73 +365,6 @@ def _ignore_stop_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
         except ValueError:  # not the main thread
             pass
-
-
-@dataclass
-class Plan:
-    """A sweep's children and settings, before anything runs."""
-
-    spec: Spec
-    preset: str
-    seeds: tuple[int, ...]
-    sets: dict[str, Any]
-    experiment: str
-    children: list[Child]
-    installed: dict[str, Any]  # evaluator name -> class
-    data_arg: str | None = None  # --data / --dataset, when given
-
-    @property
-    def runnable(self) -> list[Child]:
-        return [c for c in self.children if c.config is not None]
-
-    @property
-    def data(self) -> str:
-        return self.runnable[0].config.data if self.runnable else (self.data_arg or "synthcity")
-
-    @property
-    def image_size(self) -> int:
-        return self.runnable[0].config.image_size if self.runnable else 128
-
-
-def make_plan(spec_path, seeds, jobs: int, preset: str | None, data: str | None, sets: dict[str, Any] | None,
-              experiment: str | None) -> Plan:
-    """The spec, checked, and one child per (row, seed); nothing is recorded."""
-    from evaluators.base import discover
-
-    spec = load_spec(spec_path)
-    preset = preset or spec.preset
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    seeds = checked_seeds(list(seeds), "--seeds") if seeds else spec.seeds
-    sets = dict(sets or {})
-    installed = discover()
-    unknown = [e for e in spec.evaluators if e not in installed]
-    if unknown:
-        raise ConfigError(f"unknown evaluator {unknown[0]!r} in {spec.path}; installed: {', '.join(installed)}")
-    children = [Child(row, seed, row_config(spec, row, seed, preset, data, sets)) for row in spec.rows for seed in seeds]
-    return Plan(spec, preset, seeds, sets, experiment or spec.experiment or spec.name, children, installed, data)
-
-
-def print_plan(plan: Plan, jobs: int, echo: Callable[[str], None]) -> None:
-    """``--dry-run``: the children, what each trains, and an estimated time from timing a few steps here."""
-    spec = plan.spec
-    echo(f"Sweep {spec.name!r} ({spec.path}), preset {plan.preset}, seeds {list(plan.seeds)}, evaluators "
-         f"{', '.join(spec.evaluators)}, data {plan.data}, experiment {plan.experiment!r}:")
-    total, estimates = 0.0, {}
-    for child in plan.children:
-        if child.config is None:
-            echo(f"  {child.label:28s} not available (method {child.row.overrides.get('method')!r} is not installed)")
-            continue
-        key = json.dumps({k: v for k, v in child.config.to_dict().items() if k != "seed"}, sort_keys=True)
-        if key not in estimates:
-            estimates[key] = estimate_seconds(child.config)
-        total += estimates[key]
-        what = child.config.method + (f" ({child.config.ablation})" if child.config.method == "cyclegan" else "")
-        echo(f"  {child.label:28s} {what}: ~{fmt_seconds(estimates[key])} training")
-    echo(f"{len(plan.runnable)} runs, about {fmt_seconds(total / jobs)} of training with --jobs {jobs} (estimated "
-         "from timing 3 iterations here), plus evaluation and the FCN evaluator if not trained yet. Nothing was run.")
 
 
 def open_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, echo: Callable[[str], None]):
@@ -559,7 +426,7 @@ class PlanProgress:
     def __init__(self, todo: list[Child], enabled: bool):
         from tqdm.auto import tqdm
 
-        total = sum(_iterations(c.config) for c in todo if c.status != "evaluate")
+        total = sum(_iterations(c.config) for c in todo if c.status != ChildStatus.EVALUATE)
         self.bar = tqdm(total=total, unit="it", desc="sweep", disable=not enabled, dynamic_ncols=True)
         self.seen: dict[str, int] = {}
         self.active: dict[str, str] = {}
@@ -584,7 +451,7 @@ class PlanProgress:
 
 
 def _iterations(config: Config) -> int:
-    return config.iters if config.iters > 0 else int(config.epochs * _train_images(config))
+    return config.iters if config.iters > 0 else int(config.epochs * train_images(config))
 
 
 def _drain(queue, progress: PlanProgress) -> None:
@@ -607,7 +474,7 @@ def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_ur
         done_seconds.append(child.seconds)
         left = len(todo) - i
         eta = sum(done_seconds) / len(done_seconds) * left / jobs
-        state = "done" if child.status == "finished" else "FAILED"
+        state = "done" if child.status == ChildStatus.FINISHED else "FAILED"
         plan.write(f"[{i}/{len(todo)}] {child.label}: {state} in {fmt_seconds(child.seconds)} (run {child.run_id}); "
                    f"elapsed {fmt_seconds(time.perf_counter() - started)}, about {fmt_seconds(eta)} left", echo)
 
@@ -632,7 +499,7 @@ class LocalExecutor:
             return
         try:
             for i, child in enumerate(todo, 1):
-                what = "training and evaluating" if child.status != "evaluate" else "evaluating"
+                what = "training and evaluating" if child.status != ChildStatus.EVALUATE else "evaluating"
                 plan.write(f"[{i}/{len(todo)}] {child.label}: {what} ...", echo)
                 _finish(child, lambda: _run_child(child, *args, plan.update), echo)
                 report(i, child)
@@ -838,7 +705,7 @@ def _finish(child: Child, call: Callable[[], tuple[str, str, float]], echo: Call
     try:
         child.run_id, child.status, child.seconds = call()
     except (NonFiniteLoss, CgbenchError) as exc:
-        child.status, child.seconds = "failed", time.perf_counter() - start
+        child.status, child.seconds = ChildStatus.FAILED, time.perf_counter() - start
         echo(f"  {child.label} failed: {exc}")
     except Interrupted as exc:
         raise SweepInterrupted(
