@@ -22,13 +22,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cgbench.config import Config
 from cgbench.durations import fmt_seconds
 from cgbench.errors import CgbenchError, ConfigError
 from cgbench.leases import Lease
 from cgbench.protocol import SWEEP_METHOD
 from cgbench.protocol import TAG_PREFIX as TAG
-from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan, sweep_key, train_images
+from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan, sweep_key
+from cgbench.sweep.progress import PlanProgress, QueueProgress, drain
 
 WAIT_POLL_SECONDS = 2.0  # how often a sweep looks whether another sweep's children are done
 
@@ -419,46 +419,6 @@ def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool
     return fcn_run_id
 
 
-class PlanProgress:
-    """One progress bar over the training iterations of the whole plan, naming the runs in flight
-    and their iteration; tqdm's rate gives the time left."""
-
-    def __init__(self, todo: list[Child], enabled: bool):
-        from tqdm.auto import tqdm
-
-        total = sum(_iterations(c.config) for c in todo if c.status != ChildStatus.EVALUATE)
-        self.bar = tqdm(total=total, unit="it", desc="sweep", disable=not enabled, dynamic_ncols=True)
-        self.seen: dict[str, int] = {}
-        self.active: dict[str, str] = {}
-
-    def update(self, label: str, iteration: int, total: int) -> None:
-        self.bar.update(iteration - self.seen.get(label, 0))
-        self.seen[label] = iteration
-        self.active[label] = f"{label} {iteration}/{total}"
-        self.bar.set_postfix_str("; ".join(self.active.values()), refresh=True)
-
-    def finished(self, label: str) -> None:
-        self.active.pop(label, None)
-
-    def write(self, line: str, echo: Callable[[str], None]) -> None:
-        if self.bar.disable:
-            echo(line)
-        else:
-            self.bar.write(line)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _iterations(config: Config) -> int:
-    return config.iters if config.iters > 0 else int(config.epochs * train_images(config))
-
-
-def _drain(queue, progress: PlanProgress) -> None:
-    while (item := queue.get()) is not None:
-        progress.update(*item)
-
-
 def _execute(todo: list[Child], experiment: str, parent_run_id: str, tracking_uri: str | None,
              evaluators: tuple[str, ...], fcn_run_id: str | None, preset: str, executor, progress: bool,
              echo: Callable[[str], None]) -> None:
@@ -648,7 +608,7 @@ def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgre
     with manager, ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_pool_worker_init,
                                       initargs=(stopping,)) as pool:
         queue = manager.Queue()
-        drainer = threading.Thread(target=_drain, args=(queue, plan), daemon=True)
+        drainer = threading.Thread(target=drain, args=(queue, plan), daemon=True)
         drainer.start()
         slots = gpu_slots(jobs, _cuda_device_count())
         gpus = None
@@ -656,7 +616,7 @@ def _execute_in_pool(todo: list[Child], args: tuple, jobs: int, plan: PlanProgre
             gpus = manager.Queue()
             for gpu in slots:
                 gpus.put(gpu)
-        futures = {pool.submit(_pool_child, child, *args, _QueueProgress(queue), gpus): child for child in todo}
+        futures = {pool.submit(_pool_child, child, *args, QueueProgress(queue), gpus): child for child in todo}
         plan.write(f"Running {len(todo)} runs in {jobs} processes ({args[-1]} threads each"
                    + (f", on {len(set(slots))} GPUs" if slots else "") + ") ...", echo)
         try:
@@ -683,19 +643,6 @@ def _cuda_device_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-class _QueueProgress:
-    """Sends a worker's progress to the parent's plan display (picklable, unlike a closure)."""
-
-    def __init__(self, queue):
-        self.queue = queue
-
-    def __call__(self, label: str, iteration: int, total: int) -> None:
-        try:
-            self.queue.put((label, iteration, total))
-        except Exception:  # the display is gone (the sweep is stopping): training goes on regardless
-            pass
 
 
 def _finish(child: Child, call: Callable[[], tuple[str, str, float]], echo: Callable[[str], None]) -> None:
