@@ -25,13 +25,11 @@ from typing import Any, Callable, Iterator
 from cgbench.durations import fmt_seconds
 from cgbench.errors import CgbenchError, ConfigError
 from cgbench.leases import Lease
-from cgbench.protocol import SWEEP_METHOD
 from cgbench.protocol import TAG_PREFIX as TAG
-from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan, sweep_key
+from cgbench.sweep.coordination import (claim_children, classify, existing_children, open_parent, refresh,
+                                       wait_for_others, wait_for_writer)
+from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan
 from cgbench.sweep.progress import PlanProgress, QueueProgress, drain
-
-WAIT_POLL_SECONDS = 2.0  # how often a sweep looks whether another sweep's children are done
-
 
 # --- one child, in this process or a worker ---------------------------------------------
 
@@ -61,7 +59,7 @@ def _run_child(child: Child, experiment: str, parent_run_id: str, tracking_uri: 
 
     What is left to do is read again from the store first, so that a child started again (a Ray
     task rescheduled after its worker died) resumes the run its first attempt made."""
-    _refresh(child, parent_run_id, tracking_uri, evaluators)
+    refresh(child, parent_run_id, tracking_uri, evaluators)
     if not child.to_do:  # finished meanwhile (or failed)
         return child.run_id, child.status, 0.0
     if gpus is None or placed_device(child.config.device, 0) is None:
@@ -89,7 +87,7 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
     quiet = (lambda *_: None)
     run_id = child.run_id
     if child.status == ChildStatus.RESUME:
-        _wait_for_writer(tracking_uri, run_id)
+        wait_for_writer(tracking_uri, run_id)
     if child.status in (ChildStatus.PLANNED, ChildStatus.RESUME):
         result = train(
             child.config if child.status == ChildStatus.PLANNED else None, tracking_uri=tracking_uri, experiment=experiment,
@@ -103,27 +101,6 @@ def _train_and_evaluate(child: Child, experiment: str, parent_run_id: str, track
         evaluate(run_id, list(evaluators), tracking_uri=tracking_uri, fcn=fcn_run_id, progress=False, echo=quiet,
                  device=device or "auto")
     return run_id, ChildStatus.FINISHED, time.perf_counter() - start
-
-
-def _refresh(child: Child, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...]) -> None:
-    """The child's status as the store has it now (see :func:`_classify`)."""
-    from evaluators.base import discover
-
-    from cgbench.tracking import client_for
-
-    installed = discover()
-    found = _existing_children(client_for(tracking_uri), parent_run_id).get((child.row.key, child.seed))
-    _classify(child, found, [installed[name].key_prefix() for name in evaluators])
-
-
-def _wait_for_writer(tracking_uri: str | None, run_id: str) -> None:
-    """Wait until no live process writes run ``run_id``: a writer that died on this machine is
-    gone at once, one on another machine once its heartbeat is stale (:mod:`cgbench.leases`)."""
-    from cgbench.tracking import client_for
-
-    lease = Lease(client_for(tracking_uri), f"run/{run_id}")
-    lease.wait()
-    lease.release()  # taken only to know it is free: the training run takes it again
 
 
 def _worker_init() -> None:
@@ -177,38 +154,6 @@ class SweepResult:
     @property
     def failed(self) -> list[Child]:
         return [c for c in self.children if c.status == ChildStatus.FAILED]
-
-
-def _existing_children(client, parent_run_id: str) -> dict[tuple[str, int], Any]:
-    from cgbench.tracking import search_runs
-
-    runs = search_runs(client, None, f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
-                       order_by=["attributes.start_time DESC"])
-    found = {}
-    for run in runs:
-        key = (run.data.tags.get(TAG + "row", ""), int(run.data.tags.get(TAG + "seed", -1)))
-        found.setdefault(key, run)  # newest first
-    return found
-
-
-def _classify(child: Child, run, eval_prefixes: list[str]) -> None:
-    """What is left to do for a child, given its existing run (if any) and the metric prefixes
-    its evaluators write."""
-    if child.config is None:
-        child.status = ChildStatus.UNAVAILABLE
-        return
-    if run is None:
-        child.status = ChildStatus.PLANNED
-        return
-    child.run_id = run.info.run_id
-    status = run.info.status
-    if status == "FINISHED":
-        done = all(any(k.startswith(prefix + "/") for k in run.data.metrics) for prefix in eval_prefixes)
-        child.status = ChildStatus.FINISHED if done else ChildStatus.EVALUATE
-    elif status == "FAILED":
-        child.status = ChildStatus.FAILED
-    else:  # RUNNING (killed hard) or KILLED (interrupted): continue from the last checkpoint
-        child.status = ChildStatus.RESUME
 
 
 def run_sweep(
@@ -277,10 +222,10 @@ def _run_children(plan: Plan, parent, executor, tracking_uri: str | None, progre
     leases: dict[str, Lease] = {}
     try:
         elsewhere = claim_children(client, plan, parent.run_id, leases)
-        found = _existing_children(client, parent.run_id)
+        found = existing_children(client, parent.run_id)
         prefixes = [plan.installed[name].key_prefix() for name in plan.spec.evaluators]
         for child in plan.children:
-            _classify(child, found.get((child.row.key, child.seed)), prefixes)
+            classify(child, found.get((child.row.key, child.seed)), prefixes)
             if child in elsewhere:
                 child.status = ChildStatus.ELSEWHERE
         fcn_run_id = prepare_scoring(plan, parent, tracking_uri, progress, echo)
@@ -296,51 +241,11 @@ def _run_children(plan: Plan, parent, executor, tracking_uri: str | None, progre
                      plan.preset, executor, progress, echo)
 
         do(todo)
-        _wait_for_others(client, parent.run_id, elsewhere, leases, prefixes, do, echo)
+        wait_for_others(client, parent.run_id, elsewhere, leases, prefixes, do, echo)
     finally:
         for lease in leases.values():
             lease.release()
     return fcn_run_id
-
-
-def child_lease(client, parent_run_id: str, child: Child) -> Lease:
-    """Who does a sweep's child: one sweep at a time (:mod:`cgbench.leases`)."""
-    return Lease(client, f"child/{parent_run_id}/{child.row.key}/{child.seed}")
-
-
-def claim_children(client, plan: Plan, parent_run_id: str, leases: dict[str, Lease]) -> list[Child]:
-    """Take the lease of every runnable child that no other live sweep holds (into ``leases``, by
-    label); returns the children another sweep holds."""
-    elsewhere = []
-    for child in plan.runnable:
-        lease = child_lease(client, parent_run_id, child)
-        if lease.try_acquire() is None:
-            leases[child.label] = lease
-        else:
-            elsewhere.append(child)
-    return elsewhere
-
-
-def _wait_for_others(client, parent_run_id: str, elsewhere: list[Child], leases: dict[str, Lease],
-                     prefixes: list[str], do: Callable[[list[Child]], None], echo: Callable[[str], None]) -> None:
-    """Wait for the children another sweep holds: each, once its lease is free (done, or its holder
-    gone), is taken and finished here if anything is left to do."""
-    pending = list(elsewhere)
-    if pending:
-        echo(f"Waiting for {len(pending)} run(s) another sweep is doing: "
-             + ", ".join(c.label for c in pending) + " ...")
-    while pending:
-        for child in list(pending):
-            lease = child_lease(client, parent_run_id, child)
-            if lease.try_acquire() is not None:
-                continue
-            leases[child.label] = lease
-            pending.remove(child)
-            _classify(child, _existing_children(client, parent_run_id).get((child.row.key, child.seed)), prefixes)
-            if child.to_do:
-                do([child])
-        if pending:
-            time.sleep(WAIT_POLL_SECONDS)
 
 
 @contextlib.contextmanager
@@ -365,40 +270,6 @@ def _ignore_stop_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
         except ValueError:  # not the main thread
             pass
-
-
-def open_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, echo: Callable[[str], None]):
-    """The sweep's parent run: found again by its key (spec, preset, seeds, data, overrides), else new."""
-    from cgbench.tracking import RunTracker, client_for, search_runs
-
-    spec, client = plan.spec, client_for(tracking_uri)
-    key = sweep_key(spec, plan.preset, plan.seeds, plan.data, plan.sets)
-    with Lease(client, f"sweep/{key}").hold(echo):  # two sweeps started at once make one parent
-        existing = search_runs(client, [plan.experiment], f"tags.`{TAG}sweep_key` = '{key}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
-        if existing:
-            parent = RunTracker.reopen(tracking_uri, existing[0].info.run_id)
-            echo(f"Continuing sweep {spec.name!r}: parent run {parent.run_id} in experiment {plan.experiment!r}.")
-            return parent
-        return _new_parent(plan, ref, jobs, tracking_uri, key, echo)
-
-
-def _new_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, key: str, echo: Callable[[str], None]):
-    from cgbench.tracking import RunTracker
-
-    spec = plan.spec
-    parent = RunTracker.create(tracking_uri, plan.experiment, f"sweep-{spec.name}", {
-        TAG + "method": SWEEP_METHOD, TAG + "sweep_key": key, TAG + "spec": spec.name,
-        TAG + "preset": plan.preset, TAG + "dataset": ref.name, TAG + "seeds": ",".join(map(str, plan.seeds)),
-        TAG + "tables": ",".join(map(str, spec.tables)),
-    })
-    parent.log_params({"spec": spec.path, "preset": plan.preset, "seeds": list(plan.seeds), "data": plan.data,
-                       "evaluators": list(spec.evaluators), "rows": [r.key for r in spec.rows], "jobs": jobs,
-                       **{f"set.{k}": v for k, v in plan.sets.items()}})
-    parent.log_file(spec.path)
-    parent.log_environment()
-    echo(f"Sweep {spec.name!r}: parent run {parent.run_id} in experiment {plan.experiment!r}.")
-    return parent
 
 
 def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool,
