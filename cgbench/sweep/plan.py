@@ -27,7 +27,7 @@ class ChildStatus(StrEnum):
     FINISHED = "finished"  # trained and scored by every evaluator
     FAILED = "failed"  # its run failed (here or before); delete the run to retry
     UNAVAILABLE = "unavailable"  # its row's method is not installed: never run
-    ELSEWHERE = "elsewhere"  # another live sweep holds it: waited for, finished here if that sweep stops
+    ELSEWHERE = "elsewhere"  # another live sweep holds it: waited for, taken over if that one stops first
     NOT_STARTED = "not started"  # handed to a pool worker after the sweep began to stop: never started
 
 
@@ -50,7 +50,6 @@ class Child:
     def to_do(self) -> bool:
         """Whether it is trained, resumed or evaluated by this sweep."""
         return self.status in (ChildStatus.PLANNED, ChildStatus.RESUME, ChildStatus.EVALUATE)
-
 
 
 @dataclass
