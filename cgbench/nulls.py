@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from cgbench.config import Config
 from cgbench.data import datasets
 from cgbench.data.layouts import load_split
 from cgbench.devices import resolve_device
@@ -86,6 +87,16 @@ def ensure_nulls(
                     run_id = run.info.run_id
                 found[row] = run_id
     return found
+
+
+def prepare_floor(config: Config, evaluators: tuple[str, ...], fcn: str | None, tracking_uri: str | None,
+                  experiment: str, echo: Callable[[str], None]) -> dict[str, str]:
+    """The null rows (the floor) for a sweep's data, image size and preparation, scored with its
+    evaluators and FCN: found again, else scored now; says how many there are."""
+    nulls = ensure_nulls(config.data, config.image_size, evaluators, fcn=fcn, tracking_uri=tracking_uri,
+                         experiment=experiment, device=config.device, prep=config.prep, echo=echo)
+    echo(f"Floor: {len(nulls)} null rows recorded for these data ({', '.join(nulls)}).")
+    return nulls
 
 
 def _record_null(client, source, scorers, context, ref, train_split, val_split, segmenter, tracking_uri,
