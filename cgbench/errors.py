@@ -94,3 +94,10 @@ class Interrupted(KnownError):
 
     def __reduce__(self):
         return type(self), (self.run_id, self.iteration)
+
+
+class SweepInterrupted(KnownError):
+    """Ctrl-C or SIGTERM during a sweep: runs in flight were checkpointed; the same command resumes."""
+
+    exit_code = 130
+    run_status = "KILLED"

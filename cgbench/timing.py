@@ -1,4 +1,5 @@
-"""Timing on any device: wall seconds with the device's queue drained, medians, spreads.
+"""Timing on any device: wall seconds with the device's queue drained, medians, spreads, and how a
+duration reads.
 
 Shared by ``cgbench bench`` and the evaluators' micro-benchmarks (``python -m evaluators.bench_*``).
 """
@@ -52,3 +53,8 @@ class Spread:
         s = sorted(seconds)
         pick = lambda q: s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]  # noqa: E731
         return cls(statistics.median(s), pick(0.1), pick(0.9), len(s))
+
+
+def ms(seconds: float) -> str:
+    """A duration as people read it: milliseconds below 10 s, else seconds."""
+    return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"

@@ -38,7 +38,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run the real ``cgbench`` console script; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     exe = Path(sys.executable).with_name("cgbench")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgbench.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgbench"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
 
 

@@ -138,7 +138,7 @@ KNOWN_ERRORS = [
     (errors.DataError("no images"), 2), (errors.ConfigError("unknown key"), 2), (errors.LeaseHeld("held"), 2),
     (errors.LeaseLost("taken over"), 1), (errors.StoreUnavailable("the store is away"), 1),
     (errors.NonFiniteLoss(3, "G", math.inf), 1), (errors.RanksDiverged(2, ["a" * 64, "b" * 64]), 1),
-    (errors.Interrupted("0" * 32, 4), 130),
+    (errors.Interrupted("0" * 32, 4), 130), (errors.SweepInterrupted("sweep interrupted"), 130),
 ]
 
 

@@ -10,12 +10,14 @@ import torch
 from mlflow import MlflowClient
 
 from conftest import run_cli
-from cgbench.bench import Spread, record_convolutions, step_flops
+from cgbench.bench.floor import record_convolutions
+from cgbench.bench.step import step_flops
 from cgbench.config import resolve
 from cgbench.errors import ConfigError
 from cgbench.methods import get_method
 from cgbench.methods.cyclegan import ABLATIONS
 from cgbench.speed import PLAIN_SETTINGS, accelerate, resolve_speed
+from cgbench.timing import Spread
 from cgbench.training import train
 
 CPU = torch.device("cpu")

@@ -7,13 +7,9 @@ import contextlib
 import signal
 from typing import Iterator
 
+from cgbench.errors import SweepInterrupted
+
 RESUME_HINT = "sweep interrupted; runs in flight were checkpointed; run the same command again to resume"
-
-
-class SweepInterrupted(Exception):
-    """Ctrl-C or SIGTERM during a sweep: runs in flight were checkpointed; the same command resumes."""
-
-    run_status = "KILLED"
 
 
 @contextlib.contextmanager
