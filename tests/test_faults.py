@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 from conftest import HANG_SECONDS, assert_one_line_error, run_cli, wait_until
 from cgbench import errors
-from cgbench.cli import handle_errors, main
+from cgbench.cli import main
+from cgbench.cli.common import handle_errors
 from cgbench.config import resolve
 from cgbench.methods.cyclegan import CycleGAN
 from cgbench.training import train
