@@ -255,8 +255,8 @@ def chosen_records(runs, source: str, paper_numbers: list[int],
         notes.append(f"runs of one row that differ in setting are shown as rows of their own: {', '.join(split)}")
     if copies:
         ids = ", ".join(run.info.run_id[:8] for run in copies[:5]) + (" ..." if len(copies) > 5 else "")
-        notes.append(f"{len(copies)} evaluated run(s) repeat a row, setting and seed that is already counted and are "
-                     f"left out (a seed counts once: the newest run of each is used): {ids}")
+        notes.append(f"{len(copies)} evaluated run(s) repeat a row and seed that is already counted and are left "
+                     f"out (a seed counts once: the newest run of each is used): {ids}")
     if waiting:
         ids = ", ".join(r.run_id[:8] for r in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
         notes.append(f"{len(waiting)} finished run(s) have no evaluation metrics and are left out "
