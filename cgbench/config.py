@@ -16,9 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cgbench.errors import ConfigError
+from cgbench.inputs import read_yaml, shown
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,24 @@ def _field_types() -> dict[str, type]:
     return {name: hints[name] for name in valid_keys()}
 
 
-def _convert(key: str, value: Any, typ: type) -> Any:
+#: The longest text a config key takes (a path, a name): PATH_MAX, far above any real value.
+MAX_TEXT = 4096
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+
+
+def _scalar(name: str, value: Any, typ: type) -> Any:
+    """``value`` when it is one scalar (text, number or boolean) of bounded length; else a one-line
+    error that names the key (``name``) and what the value is, never the whole value."""
+    if not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"config key {name} takes {_KINDS[typ]}, not {shown(value)}; give one value")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ConfigError(f"config key {name} is {len(value)} characters long; the limit is {MAX_TEXT}")
+    return value
+
+
+def _convert(key: str, value: Any, typ: type, source: str) -> Any:
+    name = f"{key!r} in {source}"
+    value = _scalar(name, value, typ)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -139,30 +155,32 @@ def _convert(key: str, value: Any, typ: type) -> Any:
             return True
         if text in {"false", "0", "no", "off"}:
             return False
-        raise ConfigError(f"config key {key!r} takes true or false, not {value!r}")
+        raise ConfigError(f"config key {name} takes true or false, not {shown(value)}")
     if typ is int:
         if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+            raise ConfigError(f"config key {name} takes an integer, not {shown(value)}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"config key {name} takes an integer, not {shown(value)}") from None
         if not number.is_integer():
-            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+            raise ConfigError(f"config key {name} takes an integer, not {shown(value)}")
         return int(number)
     if typ is float:
         try:
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r} takes a number, not {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"config key {name} takes a number, not {shown(value)}") from None
+    if isinstance(value, bool):  # YAML reads on/off (the speed switches' values) as booleans
+        return "on" if value else "off"
     return str(value)
 
 
-def _unknown_key_error(key: str, source: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid_keys(), n=1)
+def _unknown_key_error(key: Any, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1) if isinstance(key, str) else []
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(
-        f"unknown config key {key!r} in {source}{hint}; valid keys: {', '.join(valid_keys())}"
+        f"unknown config key {shown(key)} in {source}{hint}; valid keys: {', '.join(valid_keys())}"
     )
 
 
@@ -173,7 +191,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any], source: str) -> C
     for key, value in overrides.items():
         if key not in types_by_key:
             raise _unknown_key_error(key, source)
-        changes[key] = _convert(key, value, types_by_key[key])
+        changes[key] = _convert(key, value, types_by_key[key], source)
     if changes.get("iters", 0) > 0 and "epochs" not in changes:  # the length is given one way only
         changes["epochs"] = 0.0
     elif changes.get("epochs", 0) > 0 and "iters" not in changes:
@@ -192,27 +210,11 @@ def parse_set(items: typing.Iterable[str], example: str = "lr=1e-4") -> dict[str
     return out
 
 
-def read_utf8(path: Path, what: str) -> str:
-    """The text of ``path``; a file that is not UTF-8 is a one-line error."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-                          f"{err.start}); save it as UTF-8") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {str(path)!r} ({err.strerror}); check the path") from None
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; give the path of a YAML file")
-    try:
-        data = yaml.safe_load(read_utf8(path, "config file")) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}; fix its syntax") from None
+    data = read_yaml(path, "config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must be a mapping of key: value")
     return data
@@ -308,20 +310,20 @@ def validate(config: Config) -> None:
     from cgbench.data.layouts import PREPS
 
     if config.prep not in PREPS:
-        raise ConfigError(f"prep {config.prep!r} is not one of: {', '.join(PREPS)}")
+        raise ConfigError(f"prep {shown(config.prep)} is not one of: {', '.join(PREPS)}")
     deepest = max_discriminator_layers(config.image_size)
     if config.n_layers_d > deepest:
         raise ConfigError(f"n_layers_d {config.n_layers_d} downsamples {config.image_size} px images more than they "
                           f"allow (the PatchGAN needs image_size >= 3 x 2^n_layers_d); use n_layers_d <= {deepest} "
                           "or a larger image_size")
     if config.gan_mode not in {"lsgan", "vanilla"}:
-        raise ConfigError(f"gan_mode {config.gan_mode!r} is not one of: lsgan, vanilla")
+        raise ConfigError(f"gan_mode {shown(config.gan_mode)} is not one of: lsgan, vanilla")
     from cgbench.models.networks import UPSAMPLING
 
     if config.upsample not in UPSAMPLING:
-        raise ConfigError(f"upsample {config.upsample!r} is not one of: {', '.join(UPSAMPLING)}")
+        raise ConfigError(f"upsample {shown(config.upsample)} is not one of: {', '.join(UPSAMPLING)}")
     if config.norm not in {"auto", "instance", "batch"}:
-        raise ConfigError(f"norm {config.norm!r} is not one of: auto, instance, batch")
+        raise ConfigError(f"norm {shown(config.norm)} is not one of: auto, instance, batch")
     from cgbench.speed import validate_speed
 
     validate_speed(config)

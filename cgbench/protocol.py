@@ -62,6 +62,7 @@ class Tags:
     DATASET_LAYOUT = "cgbench.dataset_layout"
     VAL_DIGEST = "cgbench.val_digest"  # the validation split beside the training data; eval checks it
     DATA_ROOT = "cgbench.data_root"  # the dataset folder the run read (absolute); eval scores its val split
+    DATA_MOVED_FROM = "cgbench.data_moved_from"  # the folder before the last `run --resume --data NEW`
     IMAGE_SIZE = "cgbench.image_size"
     PREP = "cgbench.prep"
     # How it ran.

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Callable
@@ -49,7 +50,7 @@ def run_quickstart(
     echo(report.markdown)
     echo(CAVEAT)
     echo(f"Report: {', '.join(str(p) for p in report.files)}")
-    ui = "mlflow ui" + (f" --backend-store-uri {tracking_uri}" if tracking_uri else "")
+    ui = shlex.join(["mlflow", "ui", *(["--backend-store-uri", tracking_uri] if tracking_uri else [])])
     echo(f"Compare the runs: {ui}  (then open http://127.0.0.1:5000, experiment {result.experiment!r})")
     echo(f"Quickstart finished in {(time.perf_counter() - started) / 60:.1f} min.")
     return Path(out)

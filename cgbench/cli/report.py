@@ -22,8 +22,12 @@ from cgbench.cli.common import handle_errors
               help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default.")
 @click.option("--log/--no-log", "log_to_mlflow", default=True, show_default=True,
               help="Also log the files as artifacts of a report run in the same experiment.")
+@click.option("--split-settings", is_flag=True,
+              help="Show runs of one row that differ in a training setting (image size, widths, blocks, length, ...) "
+                   "as rows of their own, named by the setting, e.g. \"CycleGAN (32 px)\". Without it such a mix is "
+                   "refused.")
 @handle_errors
-def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlflow):
+def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlflow, split_settings):
     """The paper's Tables 2-5 from MLflow runs: mean, 95% interval and Welch's test over seeds
     (and Table 1, the perceptual study, with --table 1)."""
     from cgbench.paths import check_creatable
@@ -31,7 +35,8 @@ def report(experiment, sweep_run_id, tables, out, name, tracking_uri, log_to_mlf
 
     check_creatable(out, "--out")  # before any run is read
     result = build_report(tracking_uri=tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id,
-                          tables=tables, out_dir=out, name=name, log_to_mlflow=log_to_mlflow)
+                          tables=tables, out_dir=out, name=name, log_to_mlflow=log_to_mlflow,
+                          split_settings=split_settings)
     click.echo(result.markdown)
     click.echo("Wrote " + ", ".join(str(p) for p in result.files)
                + (f"; logged in MLflow run {result.run_id}." if result.run_id else "."))

@@ -18,7 +18,8 @@ from cgbench.cli.common import config_options, data_options, default_preset, han
 @click.option("--iters", type=int, default=None, help="Total iterations (replaces epochs).")
 @click.option("--epochs", type=float, default=None, help="Total epochs (replaces iters).")
 @click.option("--resume", "resume_run_id", default=None, metavar="RUN_ID",
-              help="Continue this run from its last checkpoint, with its recorded config.")
+              help="Continue this run from its last checkpoint, with its recorded config (with --data DIR: its "
+                   "dataset, moved to DIR; the same training and validation data is checked).")
 @click.option("--run-name", default=None, help="MLflow run name. Default: <ablation>-seed<N>.")
 @click.option("--list-ablations", is_flag=True, help="Print the ablations with the paper's row names.")
 @click.option("--list-methods", is_flag=True, help="Print the training methods.")
@@ -54,11 +55,14 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
     if nproc is not None and env_describes_group():
         raise ConfigError("this process already runs under torchrun (WORLD_SIZE is set); drop --nproc")
     if resume_run_id:
-        given = [n for n, v in (("--data", data_dir), ("--dataset", dataset), ("--method", method),
-                                ("--ablation", ablation), ("--preset", preset), ("--config", config_file),
-                                ("--set", sets), ("--seed", seed), ("--iters", iters), ("--epochs", epochs)) if v]
+        given = [n for n, v in (("--method", method), ("--ablation", ablation), ("--preset", preset),
+                                ("--config", config_file), ("--set", sets), ("--seed", seed), ("--iters", iters),
+                                ("--epochs", epochs)) if v]
         if given:
-            raise ConfigError(f"--resume continues a run with its recorded config; drop {', '.join(given)}")
+            raise ConfigError(f"--resume continues a run with its recorded config; drop {', '.join(given)} (--data "
+                              "may name the folder its dataset moved to)")
+        if data_dir and dataset:
+            raise ConfigError("give either --data DIR or --dataset synthcity, not both")
         config, preset = None, None
         if nproc is not None:
             _check_resume_on(nproc, resume_run_id, tracking_uri)
@@ -82,7 +86,8 @@ def run(data_dir, dataset, method, ablation, preset, config_file, sets, seed, ex
                        + (f"; {nproc} process{'es' if nproc > 1 else ''} (DDP)." if nproc else "."))
 
     options = dict(config=config, tracking_uri=tracking_uri, experiment=experiment, preset=preset,
-                   resume_run_id=resume_run_id, run_name=run_name, progress=progress)
+                   resume_run_id=resume_run_id, run_name=run_name, progress=progress,
+                   data=(data_dir or dataset) if resume_run_id else None)
     if nproc is None:  # also each rank under torchrun: train() joins the group from the environment
         _train_and_report(options)
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def resolve(data: str, image_size: int = 128, generate: bool = True, echo=print)
         root = default_synthcity_dir(image_size)
         if not (root / "synthcity.json").is_file():
             if not generate:
-                raise DataError(f"SynthCity is not generated at {root}; "
-                                f"run `cgbench data synth --out {root} --size {image_size}`")
+                command = shlex.join(["cgbench", "data", "synth", "--out", str(root), "--size", str(image_size)])
+                raise DataError(f"SynthCity is not generated at {root}; run `{command}`")
             from cgbench.data.synthcity import generate as synth
 
             echo(f"Generating SynthCity (the embedded default dataset) at {2 * image_size}x{image_size} in {root} ...")

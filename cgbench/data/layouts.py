@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cgbench.data.images import label_ids, open_image, rgb_image
 from cgbench.data.labels import ID_TO_TRAIN_ID, colorize_ids, decode_ground_truth
 from cgbench.errors import DataError
 
@@ -206,23 +207,18 @@ def _from_ids(ids: np.ndarray, recipe: _Recipe) -> tuple[np.ndarray, np.ndarray]
 
 
 def _decode(task: _Task, recipe: _Recipe) -> _Decoded:
-    """Read, hash and decode one file into a photo, or ground truth and X, or both (a pair)."""
+    """Read, hash and decode one file into a photo, or ground truth and X, or both (a pair); every
+    image mode converts exactly or is refused (:mod:`cgbench.data.images`)."""
     try:
         data = task.path.read_bytes()
-        img = Image.open(BytesIO(data))
-        img.load()
-        decoded = _Decoded(hashlib.sha256(data).digest(), native=img.size)
-        if task.role == "ids":
-            ids = np.asarray(img)
-            if ids.ndim != 2 or ids.max(initial=0) > 255:
-                raise DataError(f"{task.path} is not a single-channel 8-bit label-id image: "
-                                "replace it with the dataset's *_gtFine_labelIds.png")
-            decoded.label, decoded.label_color = _from_ids(ids.astype(np.uint8), recipe)
-            return decoded
-        img = img.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {task.path} ({err}): re-generate or replace the "
-                        "file") from None
+    except OSError as err:
+        raise DataError(f"cannot read {task.path} ({err.strerror}): restore the file") from None
+    img = open_image(task.path, data)
+    decoded = _Decoded(hashlib.sha256(data).digest(), native=img.size)
+    if task.role == "ids":
+        decoded.label, decoded.label_color = _from_ids(label_ids(img, task.path), recipe)
+        return decoded
+    img = rgb_image(img, task.path)
     if task.role == "pair":
         width, height = img.size
         if width % 2:

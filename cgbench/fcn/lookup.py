@@ -6,6 +6,7 @@ run trained on the same data (same digest) at the same image size.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Callable
 
@@ -75,10 +76,11 @@ def load_fcn(
         run = find_fcn_run(client, digest, image_size, prep)
         if run is None:
             uri = client.tracking_uri
-            data = f"--data {data_root}" if data_root else "--data DIR"
+            data = shlex.quote(str(data_root)) if data_root else "DIR"
             raise CgbenchError(
                 f"no finished FCN trained on this dataset (digest {digest}) at image size {image_size} in {uri}; "
-                f"train one with: cgbench fcn train {data} --set image_size={image_size} --tracking-uri {uri} "
+                f"train one with: cgbench fcn train --data {data} --set image_size={image_size} --tracking-uri "
+                f"{shlex.quote(uri)} "
                 "(or name one with --fcn RUN_ID|PATH)"
             )
         segmenter = _load_from_run(client, run, device, arch)

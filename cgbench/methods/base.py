@@ -108,15 +108,21 @@ class Method:
     def __init__(self, config: Config, device: torch.device):
         self.config = config
         self.device = device
-        self.norm = self.default_norm if config.norm == "auto" else config.norm
-        if self.norm not in self.norms:
-            raise ConfigError(f"method {self.name!r} builds {' or '.join(self.norms)} norm only, not {self.norm}; "
-                              "drop --set norm=...")
+        self.norm = self.norm_for(config)
         self.speed = resolve_speed(config, device, self.capabilities)
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
         self.halves = Halves(self.speed.parallel_halves)
+
+    @classmethod
+    def norm_for(cls, config: Config) -> str:
+        """The normalisation it builds for ``config`` (checked before anything is built or recorded)."""
+        norm = cls.default_norm if config.norm == "auto" else config.norm
+        if norm not in cls.norms:
+            raise ConfigError(f"method {cls.name!r} builds {' or '.join(cls.norms)} norm only, not {norm}; "
+                              "drop --set norm=...")
+        return norm
 
     def adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         """The paper's optimiser, Adam(lr, β1, β2), fused when the speed settings say so."""

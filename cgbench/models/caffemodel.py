@@ -19,6 +19,7 @@ in ``fc6_cs``).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cgbench.errors import CgbenchError
+from cgbench.errors import DataError
 from cgbench.models.published_fcn import PublishedFCN8s
 
 __all__ = ["iter_caffemodel", "load_caffe_weights", "load_published_fcn"]
@@ -35,10 +36,11 @@ __all__ = ["iter_caffemodel", "load_caffe_weights", "load_published_fcn"]
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5  # the protobuf wire types a caffemodel uses
 _LAYER_FIELDS = {100: (1, 7), 2: (4, 6)}  # NetParameter field -> (name field, blobs field)
 _NOT_PUBLISHED = "this is not fcn-8s-cityscapes.caffemodel"
+MAX_AXES = 32  # Caffe's kMaxBlobAxes
 
 
 class _Corrupt(Exception):
-    """The file is not a well-formed NetParameter (turned into one CgbenchError naming the file)."""
+    """The file is not a well-formed NetParameter (turned into one DataError naming the file)."""
 
 
 class _Wire:
@@ -98,8 +100,11 @@ class _Wire:
             raise _Corrupt(f"unknown wire type {wire} at byte {self.pos()}")
         self.f.seek(size, os.SEEK_CUR)
 
-    def array(self, size: int, dtype: str) -> np.ndarray:
-        """The next ``size`` bytes as a little-endian array, read straight into its memory."""
+    def array(self, size: int, dtype: str, end: int) -> np.ndarray:
+        """The next ``size`` bytes (within byte ``end``) as a little-endian array, read straight into
+        its memory."""
+        if self.pos() + size > end:
+            raise _Corrupt(f"a {size}-byte array at byte {self.pos()} runs past byte {end}")
         out = np.empty(size // np.dtype(dtype).itemsize, dtype=dtype)
         if size % out.itemsize or self.f.readinto(memoryview(out).cast("B")) != size:
             raise _Corrupt(f"a {size}-byte array at byte {self.pos()} is cut short")
@@ -116,12 +121,20 @@ def _shape(wire: _Wire, end: int) -> tuple[int, ...]:
         if field == 1 and wire_type == LENGTH:
             stop = wire.message_end(end)
             while wire.pos() < stop:
-                dims.append(wire.varint())
+                _add_dim(dims, wire.varint())
         elif field == 1 and wire_type == VARINT:
-            dims.append(wire.varint())
+            _add_dim(dims, wire.varint())
         else:
             wire.skip(wire_type, end)
     return tuple(dims)
+
+
+def _add_dim(dims: list[int], dim: int) -> None:
+    """One more axis of a shape being read: never more than Caffe's :data:`MAX_AXES`, however many
+    the file lists."""
+    if len(dims) == MAX_AXES:
+        raise _Corrupt(f"a blob shape has more than Caffe's {MAX_AXES} axes")
+    dims.append(dim)
 
 
 def _blob(wire: _Wire, end: int) -> np.ndarray:
@@ -133,9 +146,9 @@ def _blob(wire: _Wire, end: int) -> np.ndarray:
         elif field in (1, 2, 3, 4) and wire_type == VARINT:
             legacy[field] = wire.varint()
         elif field == 5 and wire_type in (LENGTH, FIXED32):
-            chunks.append(wire.array(wire.length(end) if wire_type == LENGTH else 4, "<f4"))
+            chunks.append(wire.array(wire.length(end) if wire_type == LENGTH else 4, "<f4", end))
         elif field == 8 and wire_type in (LENGTH, FIXED64):
-            doubles.append(wire.array(wire.length(end) if wire_type == LENGTH else 8, "<f8"))
+            doubles.append(wire.array(wire.length(end) if wire_type == LENGTH else 8, "<f8", end))
         else:
             wire.skip(wire_type, end)
     if legacy:  # as in Caffe, the legacy 4-D dims win: num, channels, height, width (0 where unset)
@@ -146,9 +159,17 @@ def _blob(wire: _Wire, end: int) -> np.ndarray:
         data = parts[0]  # the usual case: one packed payload, not copied
     else:
         data = np.concatenate(parts) if parts else np.empty(0, np.float32)
-    if data.size != int(np.prod(shape)):
-        raise _Corrupt(f"a blob of shape {shape} holds {data.size} values")
+    _check_shape(shape, data.size)
     return data.astype(np.float32, copy=False).reshape(shape)
+
+
+def _check_shape(shape: tuple[int, ...], values: int) -> None:
+    """A blob's shape fits the values the file holds for it: at most Caffe's 32 axes, each no
+    longer than the values there are, and their product (exact: Python integers, which do not
+    overflow) equal to the count."""
+    if len(shape) > MAX_AXES or any(d > max(values, 1) for d in shape) or math.prod(shape) != values:
+        dims = shape if len(shape) <= 8 else (*shape[:8], "...")
+        raise _Corrupt(f"a blob of shape {dims} ({len(shape)} axes) holds {values} values")
 
 
 def _layer(wire: _Wire, end: int, name_field: int, blobs_field: int) -> tuple[str, list[np.ndarray]]:
@@ -172,7 +193,7 @@ def iter_caffemodel(path: str | Path) -> Iterator[tuple[str, list[np.ndarray]]]:
     as ReLU or Pooling).
 
     Raises:
-        CgbenchError: one line naming the file, when it cannot be opened, is truncated or is not a
+        DataError: one line naming the file, when it cannot be opened, is truncated or is not a
             Caffe ``NetParameter``.
     """
     try:
@@ -184,9 +205,9 @@ def iter_caffemodel(path: str | Path) -> Iterator[tuple[str, list[np.ndarray]]]:
                 else:
                     wire.skip(wire_type, end)
     except OSError as e:
-        raise CgbenchError(f"cannot read the caffemodel {path}: {e.strerror or e}") from None
+        raise DataError(f"cannot read the caffemodel {path}: {e.strerror or e}") from None
     except _Corrupt as e:
-        raise CgbenchError(f"{path} is truncated or not a Caffe .caffemodel ({e}); "
+        raise DataError(f"{path} is truncated or not a Caffe .caffemodel ({e}); "
                            f"download fcn-8s-cityscapes.caffemodel again") from None
 
 
@@ -206,11 +227,11 @@ def _same_shape(expected: tuple[int, ...], found: tuple[int, ...]) -> bool:
 
 def _copy_layer(name: str, tensors: list[torch.Tensor], blobs: list[np.ndarray], source: str) -> None:
     if len(blobs) != len(tensors):
-        raise CgbenchError(f"{source}: layer {name} has {len(blobs)} blobs, expected {len(tensors)} "
+        raise DataError(f"{source}: layer {name} has {len(blobs)} blobs, expected {len(tensors)} "
                            f"(weight{' and bias' if len(tensors) == 2 else ''}); {_NOT_PUBLISHED}")
     for role, tensor, blob in zip(("weight", "bias"), tensors, blobs):
         if not _same_shape(tuple(tensor.shape), blob.shape):
-            raise CgbenchError(f"{source}: layer {name} {role} has shape {blob.shape}, expected "
+            raise DataError(f"{source}: layer {name} {role} has shape {blob.shape}, expected "
                                f"{tuple(tensor.shape)}; {_NOT_PUBLISHED}")
         with torch.no_grad():
             tensor.copy_(torch.from_numpy(blob.reshape(tensor.shape)))
@@ -222,7 +243,7 @@ def load_caffe_weights(model: nn.Module, layers: Iterable[tuple[str, list[np.nda
 
     Every convolution of ``model`` must get its layer, with one blob per tensor (weight, then bias
     where the layer has one) of exactly its shape; a layer with blobs that ``model`` lacks, or a
-    second layer of one name, is refused. Any mismatch raises a one-line :class:`CgbenchError`
+    second layer of one name, is refused. Any mismatch raises a one-line :class:`~cgbench.errors.DataError`
     naming ``source``, the layer, the expected shape and the one found.
     """
     expected, loaded = _caffe_layers(model), set()
@@ -231,13 +252,13 @@ def load_caffe_weights(model: nn.Module, layers: Iterable[tuple[str, list[np.nda
             continue
         if name not in expected or name in loaded:
             problem = "appears twice" if name in loaded else "holds weights the published FCN-8s has no place for"
-            raise CgbenchError(f"{source}: layer {name} {problem}; {_NOT_PUBLISHED}")
+            raise DataError(f"{source}: layer {name} {problem}; {_NOT_PUBLISHED}")
         _copy_layer(name, expected[name], blobs, source)
         loaded.add(name)
     missing = [name for name in expected if name not in loaded]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise CgbenchError(f"{source}: layer {missing[0]}{more} missing: a truncated download, or {_NOT_PUBLISHED}")
+        raise DataError(f"{source}: layer {missing[0]}{more} missing: a truncated download, or {_NOT_PUBLISHED}")
 
 
 def load_published_fcn(path: str | Path, device: torch.device | str = "cpu") -> PublishedFCN8s:

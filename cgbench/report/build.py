@@ -4,12 +4,12 @@ figures drawn, written as Markdown, LaTeX, CSV, HTML and the claims' CSV, and lo
 
 from __future__ import annotations
 
-import re
+import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from cgbench.errors import CgbenchError
 from cgbench.paths import make_folder
@@ -18,7 +18,9 @@ from cgbench.report import page, render, study, verdicts
 from cgbench.report.cells import ReportMeta
 from cgbench.report.figures import Figures, figures_for
 from cgbench.report.paper import KNOWN_ROWS, TABLES, PaperRow
-from cgbench.report.runs import chosen_records, external, fcn_ladder, ground_truths, null_records, select_runs
+from cgbench.report.runs import (
+    base_row, chosen_records, external, fcn_ladder, ground_truths, null_records, select_runs,
+)
 from cgbench.report.tables import RunRecord, TableResult, fill_table
 from cgbench.tracking import RunTracker, client_for
 
@@ -91,8 +93,21 @@ def store_name(uri: str, cwd: Path | None = None) -> str:
     return parsed._replace(netloc=netloc).geturl()
 
 
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "report"
+#: The longest file name stem: a file name holds 255 bytes, and the longest ending is ".claims.csv".
+MAX_STEM_BYTES = 255 - len(FORMATS["claims"])
+
+
+def file_stem(name: str) -> str:
+    """The report's file name stem for ``name``, reversible: letters and digits of any script,
+    ``.``, ``_``, ``-`` and spaces kept, every other character (``/``, ``%``, controls) and a
+    leading ``.`` percent-encoded as UTF-8 bytes (``urllib.parse.unquote`` gives the name back).
+    A stem too long for a file name is cut and ends with a digest of the whole name instead."""
+    stem = "".join(c if c.isalnum() or c in "._- " else quote(c, safe="") for c in name)
+    stem = ("%2E" + stem[1:] if stem.startswith(".") else stem) if name.strip() else "report"
+    if len(stem.encode()) > MAX_STEM_BYTES:
+        cut = stem.encode()[:MAX_STEM_BYTES - 17].decode(errors="ignore")
+        stem = f"{cut}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return stem
 
 
 
@@ -107,6 +122,7 @@ def build_report(
     log_to_mlflow: bool = True,
     figures: bool = True,
     echo: Callable[[str], None] | None = None,
+    split_settings: bool = False,
 ) -> Report:
     """Build the report of an experiment (default ``cgbench``) or of a sweep's children.
 
@@ -114,14 +130,15 @@ def build_report(
     paper the tables test, with its verdict; ``out_dir=None``: write nothing) and, with
     ``log_to_mlflow``, logs them as artifacts of a new run tagged ``cgbench.method=report`` in the
     same experiment. Raises :class:`CgbenchError` when there is nothing to report or the runs mix
-    datasets, presets, precisions or data preparations.
+    datasets, presets, precisions or data preparations, or runs of one row differ in a training
+    setting (``split_settings``: each setting is shown as a row of its own instead).
     """
     numbers = parse_tables(tables)
     paper_numbers = [n for n in numbers if n in TABLES]  # all but Table 1, the perceptual study (report/study.py)
     client = client_for(tracking_uri)
     exp_name, source, default_name, runs = select_runs(client, experiment, sweep_run_id)
     table_1 = study.fill(runs, source) if study.NUMBER in numbers else None
-    records, notes = chosen_records(runs, source, paper_numbers)
+    records, notes = chosen_records(runs, source, paper_numbers, split_settings)
     results = _filled_tables(client, records, paper_numbers, notes)
     report_name = name or default_name
     meta = ReportMeta(report_name, source, store_name(tracking_uri or client.tracking_uri), notes)
@@ -154,9 +171,9 @@ def _filled_tables(client, records: list[RunRecord], paper_numbers: list[int], n
         (r.row, r.tags.get(TAG_PREFIX + "source", "outside")) for r in records if external(r)).items())
     # a sweep's own rows (a spec row named other than the paper's, e.g. a setting's variant)
     outside += tuple(PaperRow(key, key, None) for key in dict.fromkeys(
-        r.row for r in records if not external(r) and r.row not in KNOWN_ROWS))
+        r.row for r in records if not external(r) and base_row(r) not in KNOWN_ROWS))
     results = [fill_table(TABLES[n], records, gts if TABLES[n].direction == "labels2photo" else (), nulls=nulls,
-                          outside=outside) for n in paper_numbers]
+                          outside=outside + _split_rows(TABLES[n], records)) for n in paper_numbers]
     ladder = fcn_ladder(client, records)
     for result in results:
         if result.table.direction == "labels2photo":
@@ -164,6 +181,14 @@ def _filled_tables(client, records: list[RunRecord], paper_numbers: list[int], n
     return results
 
 
+
+
+def _split_rows(table, records: list[RunRecord]) -> tuple[PaperRow, ...]:
+    """The rows that settings split off ``table``'s rows (``--split-settings``), each named by its
+    row's name in the table and the setting, e.g. "CycleGAN (32 px)"."""
+    names = {r.key: r.name for r in (*table.rows, *table.extra_rows)}
+    split = {r.row: base_row(r) for r in records if r.row != base_row(r) and base_row(r) in names}
+    return tuple(PaperRow(row, names[base] + row[len(base):], None) for row, base in split.items())
 
 
 def _write_and_log(report: Report, out_dir: str | Path | None, tracking_uri: str | None | bool, exp_name: str,
@@ -175,7 +200,7 @@ def _write_and_log(report: Report, out_dir: str | Path | None, tracking_uri: str
     with tempfile.TemporaryDirectory() as tmpdir:
         folder = make_folder(out_dir if out_dir is not None else tmpdir, "the report folder")
         for ext, ending in FORMATS.items():
-            path = folder / f"{safe_name(report.name)}{ending}"
+            path = folder / f"{file_stem(report.name)}{ending}"
             try:
                 path.write_text(texts[ext], encoding="utf-8")
             except OSError as err:

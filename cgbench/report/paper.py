@@ -121,7 +121,7 @@ def _word(key: str, value: object) -> str:
     return SETTING_WORDS[key].format(f"{float(value):g}")
 
 
-def _setting(params: Mapping[str, object]) -> dict[str, str] | None:
+def setting_words(params: Mapping[str, object]) -> dict[str, str] | None:
     """The settings of one run's config (its MLflow params, or a config dict) as words; None for a
     run without them (rows scored from images made elsewhere)."""
     params = {"upsample": Config.upsample, **params}  # recorded before the key existed: the default generator
@@ -134,13 +134,13 @@ def _setting(params: Mapping[str, object]) -> dict[str, str] | None:
 
 
 #: The paper's Cityscapes setting, as the ``paper`` preset writes it.
-PAPER_SETTING: dict[str, str] = _setting(Config().replace(**PRESETS["paper"]).to_dict()) or {}
+PAPER_SETTING: dict[str, str] = setting_words(Config().replace(**PRESETS["paper"]).to_dict()) or {}
 
 
 def setting_departures(runs_params: Iterable[Mapping[str, object]]) -> str:
     """One sentence: where the runs' training setting departs from the paper's ("" where it does
     not, or no run says); a setting that differs between runs is given with each of its values."""
-    settings = [s for s in map(_setting, runs_params) if s is not None]
+    settings = [s for s in map(setting_words, runs_params) if s is not None]
     if not settings:
         return ""
     parts = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 from cgbench.report import verdicts
 from cgbench.report.aggregate import Stat, significant
@@ -19,8 +20,20 @@ from cgbench.report.tables import RowResult, TableResult
 # --- Markdown --------------------------------------------------------------------------------
 
 
+_HTML_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # where Markdown would pass raw HTML through (a tag, a comment)
+_HTML_ENTITY = re.compile(r"&(?=#?\w+;)")
+_MD_NAME = str.maketrans({c: "\\" + c for c in "\\`*_[]"})
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text in a Markdown table or paragraph: HTML kept as text (as the HTML page escapes it), and
+    the table's column bars. A comparison such as "A > B" or "p < 0.05" is left as it reads."""
+    return _HTML_TAG.sub("&lt;", _HTML_ENTITY.sub("&amp;", text)).replace("|", "\\|")
+
+
+def _md_name(text: str) -> str:
+    """A name given by the user (a run, row, experiment or sweep): also no emphasis, code or link."""
+    return _md_escape(text.translate(_MD_NAME))
 
 
 def markdown_table(result: TableResult) -> str:
@@ -35,7 +48,7 @@ def markdown_table(result: TableResult) -> str:
              "|" + "|".join([":---", "--:"] + ["--:"] * (2 * len(METRICS)) + [":--"] + ["--:"] * len(distances))
              + "|"]
     for row in result.all_rows:
-        cells = [_md_escape(row_name(row)), str(row.n)]
+        cells = [_md_name(row_name(row)), str(row.n)]
         for m in METRICS:
             text = cell_text(row, m)
             cells += [f"**{text}**" if m in row.best else text, published_text(row, m)]
@@ -56,11 +69,11 @@ def markdown_table(result: TableResult) -> str:
 
 
 def markdown(meta: ReportMeta, results: list[TableResult]) -> str:
-    out = [f"# cgbench report: {meta.name}", "",
-           f"Runs from {meta.source}" + (f" in {meta.store}" if meta.store else "") + ".", "",
+    out = [f"# cgbench report: {_md_name(meta.name)}", "",
+           f"Runs from {_md_name(meta.source)}" + (f" in {_md_name(meta.store)}" if meta.store else "") + ".", "",
            FLOOR_EXPLAINED, ""]
     for note in meta.notes:
-        out.append(f"> Note: {note}")
+        out.append(f"> Note: {_md_name(note)}")
     if meta.notes:
         out.append("")
     for result in results:

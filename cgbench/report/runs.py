@@ -5,20 +5,22 @@ ground truth (the ceiling) of their data and evaluator FCN.
 Which runs count: FINISHED runs with a ``cgbench.row`` tag and evaluation metrics
 (``eval/labels2photo/*`` and/or ``eval/photo2labels/*``), either all such runs of an experiment or the
 children of a sweep (``mlflow.parentRunId``). Report runs (``cgbench.method=report``) and FCN runs
-are never rows. Runs of different datasets or presets are never mixed: that is an error.
+are never rows. Runs of different datasets or presets are never mixed: that is an error; so are
+runs of one row in different training settings, unless each setting is shown as a row of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from cgbench.errors import CgbenchError
 from cgbench.protocol import (
     EXTERNAL_METHOD, FCN_METHOD, GROUND_TRUTH_PREFIX, LADDER_PREFIX, NULL_METHOD, NULL_ROWS, REPORT_METHOD,
     TAG_PREFIX,
 )
-from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRICS, TABLES
+from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRICS, TABLES, setting_words
 from cgbench.report.tables import FCN_TAG, RunRecord
 from cgbench.tracking import get_run
 
@@ -72,13 +74,13 @@ def select_runs(client, experiment: str | None, sweep_run_id: str | None):
     return exp.name, f"experiment '{exp.name}'", exp.name, runs
 
 
-def one_per_seed(runs) -> tuple[list, list]:
+def one_per_seed(runs, row_of: Callable[[Any], str]) -> tuple[list, list]:
     """(the newest run of each (row, seed), the older copies): a seed counts once, however many
-    runs repeat it. Runs without a seed (rows scored outside cgbench) are all kept."""
+    runs repeat it. Runs without a seed (rows scored outside cgbench) are all kept. ``row_of``
+    gives a run's row (a row split by setting gives each setting a row of its own)."""
     kept, copies, seen = [], [], set()
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id), reverse=True):
-        tags = run.data.tags
-        key = (tags.get(TAG_PREFIX + "row", ""), tags.get(TAG_PREFIX + "seed", ""))
+        key = (row_of(run), run.data.tags.get(TAG_PREFIX + "seed", ""))
         if key[1] and key in seen:
             copies.append(run)
             continue
@@ -195,19 +197,62 @@ def ground_truths(client, records: Sequence[RunRecord]) -> list[dict[str, float]
 
 
 
-def chosen_records(runs, source: str, paper_numbers: list[int]) -> tuple[list[RunRecord], list[str]]:
-    """The evaluated row runs of Tables 2-5 (one per row and seed), checked not to mix settings, and
-    notes on what is left out."""
+def base_row(record: RunRecord) -> str:
+    """The row a run was made for (its ``cgbench.row``), also when a split setting renamed it."""
+    return record.tags.get(TAG_PREFIX + "row", record.row)
+
+
+def settings_apart(records: Sequence[RunRecord], source: str, split: bool) -> list[RunRecord]:
+    """Runs of one row that differ in a training setting (those a table's caption reports: image
+    size, widths, blocks, upsampling, batch, lr, length) are not repeats of one another, and one
+    row cannot average them: refused in one line naming the values and the runs, or (``split``)
+    each setting made a row of its own, named by what differs (``cyclegan (32 px)``)."""
+    by_row: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by_row.setdefault(r.row, []).append(r)
+    out = []
+    for row, group in by_row.items():
+        settings = {r.run_id: setting_words(r.params) for r in group}
+        known = [s for s in settings.values() if s is not None]
+        differing = [k for k in (known[0] if known else {}) if len({s[k] for s in known}) > 1]
+        if not differing:
+            out += group
+            continue
+        kinds: dict[str, list[str]] = {}
+        for r in group:
+            words = settings[r.run_id]
+            kinds.setdefault(", ".join(words[k] for k in differing) if words else "setting not recorded",
+                             []).append(r.run_id)
+        if not split:
+            desc = "; ".join(f"{k}: {', '.join(i[:8] for i in ids[:4])}{' ...' if len(ids) > 4 else ''}"
+                             for k, ids in sorted(kinds.items()))
+            raise CgbenchError(f"the runs of row {row!r} in {source} differ in setting ({desc}); runs of other settings "
+                               "are not repeats: show each setting as a row of its own with --split-settings, or "
+                               "keep each setting in its own --experiment")
+        name_of = {i: kind for kind, ids in kinds.items() for i in ids}
+        out += [dataclasses.replace(r, row=f"{row} ({name_of[r.run_id]})") for r in group]
+    return out
+
+
+def chosen_records(runs, source: str, paper_numbers: list[int],
+                   split_settings: bool = False) -> tuple[list[RunRecord], list[str]]:
+    """The evaluated row runs of Tables 2-5 (one per row, setting and seed), checked not to mix
+    settings (``split_settings``: a row's settings become rows of their own), and notes on what is
+    left out."""
     records, waiting = _row_runs(runs) if paper_numbers else ([], [])
     if paper_numbers and not records:
         hint = (f" ({len(waiting)} finished run(s) are not evaluated yet: cgbench eval --run RUN_ID)"
                 if waiting else " (train with cgbench run, then score with cgbench eval --run RUN_ID)")
         raise CgbenchError(f"no finished, evaluated runs in {source}{hint}")
     check_not_mixed(records, source)
-    records_by_id = {r.run_id: r for r in records}
-    kept, copies = one_per_seed([run for run in runs if run.info.run_id in records_by_id])
+    records_by_id = {r.run_id: r for r in settings_apart(records, source, split_settings)}
+    kept, copies = one_per_seed([run for run in runs if run.info.run_id in records_by_id],
+                                lambda run: records_by_id[run.info.run_id].row)
     records = [records_by_id[run.info.run_id] for run in kept]
     notes = []
+    split = sorted({r.row for r in records if r.row != base_row(r)})
+    if split:
+        notes.append(f"runs of one row that differ in setting are shown as rows of their own: {', '.join(split)}")
     if copies:
         ids = ", ".join(run.info.run_id[:8] for run in copies[:5]) + (" ..." if len(copies) > 5 else "")
         notes.append(f"{len(copies)} evaluated run(s) repeat a row and seed that is already counted and are left "
@@ -219,13 +264,12 @@ def chosen_records(runs, source: str, paper_numbers: list[int]) -> tuple[list[Ru
     shown = {r.key for n in paper_numbers for r in (*TABLES[n].rows, *TABLES[n].extra_rows)}
     others: dict[str, int] = {}
     for r in records:
-        if r.row not in shown and r.row in KNOWN_ROWS and not external(r):
+        if base_row(r) not in shown and base_row(r) in KNOWN_ROWS and not external(r):
             others[r.row] = others.get(r.row, 0) + 1
     if others:
         what = ", ".join(f"{k} ({v} run{'s' if v > 1 else ''})" for k, v in sorted(others.items()))
         notes.append(f"runs of rows not in the selected tables are not shown: {what}")
     return records, notes
-
 
 
 def fcn_ladder(client, records: Sequence[RunRecord]) -> str:

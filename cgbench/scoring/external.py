@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from cgbench.data.images import image_size, rgb_array
 from cgbench.errors import CgbenchError, DataError
 from cgbench.scoring.engine import Source
 
@@ -54,6 +54,7 @@ class Matched:
     files: dict[int, Path]  # frame index -> file
     missing: list[str]  # frames without an image
     unmatched: list[Path]  # images without a frame
+    duplicates: dict[str, list[Path]] = field(default_factory=dict)  # frame -> its images, when it has several
 
     def coverage(self, n: int) -> float:
         return len(self.files) / n if n else 0.0
@@ -96,16 +97,19 @@ def match_images(folder: Path, names: list[str], direction: str) -> Matched:
     order = sorted(range(len(names)), key=lambda i: names[i])  # the authors' <i>: sorted order of the paths
     files: dict[int, Path] = {}
     unmatched: list[Path] = []
+    duplicates: dict[str, list[Path]] = {}
     for key, path in _candidates(folder, direction):
         frame = keys.get(key)
         if frame is None and key.isdigit() and int(key) < len(names):
             frame = order[int(key)]
-        if frame is None or frame in files:
+        if frame is None:
             unmatched.append(path)
-            continue
-        files[frame] = path
+        elif frame in files:
+            duplicates.setdefault(_frame_key(names[frame]), [files[frame]]).append(path)
+        else:
+            files[frame] = path
     missing = [names[i] for i in range(len(names)) if i not in files]
-    return Matched(files, missing, unmatched)
+    return Matched(files, missing, unmatched, duplicates)
 
 
 def _first(items: list) -> str:
@@ -113,6 +117,11 @@ def _first(items: list) -> str:
 
 
 def check_matched(matched: Matched, folder: Path, n: int, allow_partial: bool) -> None:
+    if matched.duplicates:
+        frame, paths = next(iter(matched.duplicates.items()))
+        more = f" (and {len(matched.duplicates) - 1} more frame(s) like it)" if len(matched.duplicates) > 1 else ""
+        raise DataError(f"validation frame {frame} has {len(paths)} images in {folder}: "
+                        f"{', '.join(str(p.relative_to(folder)) for p in paths)}{more}; keep one image per frame")
     if matched.unmatched:
         raise DataError(f"{len(matched.unmatched)} image(s) in {folder} match no validation frame "
                         f"({_first(matched.unmatched)}); name them <frame>_leftImg8bit.png, <stem>_fake_A.png or "
@@ -122,16 +131,6 @@ def check_matched(matched: Matched, folder: Path, n: int, allow_partial: bool) -
     if matched.missing and not allow_partial:
         raise DataError(f"{len(matched.missing)} of {n} validation frames have no image in {folder} "
                         f"({_first(matched.missing)}); add them, or score what is there with --allow-partial")
-
-
-def read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path} ({exc}); replace it") from None
 
 
 def folder_digest(files: list[Path], folder: Path) -> str:
@@ -145,16 +144,13 @@ def folder_digest(files: list[Path], folder: Path) -> str:
 
 def image_size_of(files: list[Path]) -> int | None:
     """S when the first image is an S×S square (the generator's resolution), else None."""
-    from PIL import Image
-
-    with Image.open(files[0]) as image:
-        width, height = image.size
+    width, height = image_size(files[0])
     return width if width == height else None
 
 
 def folder_source(folder: Path, direction: str, files: dict[int, Path], image_size: int, name: str) -> Source:
     """The images of ``files`` (frame index -> path) as the ``direction`` translation of the split."""
-    images = {i: torch.from_numpy(read_image(p)).permute(2, 0, 1) for i, p in files.items()}
+    images = {i: torch.from_numpy(rgb_array(p)).permute(2, 0, 1) for i, p in files.items()}
     sizes = {tuple(im.shape[-2:]) for im in images.values()}
     if len(sizes) > 1:
         first = [next(p for i, p in files.items() if tuple(images[i].shape[-2:]) == s) for s in sorted(sizes)[:2]]

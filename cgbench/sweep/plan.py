@@ -99,6 +99,16 @@ def make_plan(spec_path, seeds, jobs: int, preset: str | None, data: str | None,
     return Plan(spec, preset, seeds, sets, experiment or spec.experiment or spec.name, children, installed, data)
 
 
+def resolve_data(plan: Plan, echo: Callable[[str], None]):
+    """The dataset of every runnable row (each distinct data and image size once: a missing folder
+    is a one-line error before anything is recorded); returns the first row's."""
+    from cgbench.data import datasets
+
+    pairs = dict.fromkeys((c.config.data, c.config.image_size) for c in plan.runnable)
+    refs = [datasets.resolve(data, size, echo=echo) for data, size in pairs or [(plan.data, plan.image_size)]]
+    return refs[0]
+
+
 def print_plan(plan: Plan, jobs: int, echo: Callable[[str], None]) -> None:
     """``--dry-run``: the children, what each trains, and an estimated time from timing a few steps here."""
     spec = plan.spec
@@ -120,9 +130,19 @@ def print_plan(plan: Plan, jobs: int, echo: Callable[[str], None]) -> None:
 
 
 def row_config(spec: Spec, row: Row, seed: int, preset: str, data: str | None, sets: dict[str, Any]) -> Config | None:
+    """The config a row trains with ``seed``, checked as ``cgbench run`` checks one before anything is
+    recorded (every value, the ablation, the method's norm): a bad row stops the sweep before it
+    starts. None when the row's method is not installed (kept as "not available")."""
     from cgbench.methods import METHODS
+    from cgbench.methods.cyclegan import get_ablation
 
-    config = resolve(preset, sets={**spec.common, **row.overrides, **sets}, seed=seed, data=data)
+    try:
+        config = resolve(preset, sets={**spec.common, **row.overrides, **sets}, seed=seed, data=data)
+        get_ablation(config.ablation)
+        if config.method in METHODS:
+            METHODS[config.method].norm_for(config)
+    except ConfigError as err:
+        raise ConfigError(f"row {row.key!r} of {spec.path}: {err}") from None
     return config if config.method in METHODS else None
 
 

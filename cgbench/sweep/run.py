@@ -12,6 +12,7 @@ when several CUDA GPUs are visible, each child in flight takes a GPU of its own
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from cgbench.protocol import TAG_PREFIX as TAG
 from cgbench.sweep.child import ChildJob
 from cgbench.sweep.coordination import claim_children, classify, existing_children, open_parent, wait_for_others
 from cgbench.sweep.executors import execute, make_executor
-from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan
+from cgbench.sweep.plan import Child, ChildStatus, Plan, make_plan, print_plan, resolve_data
 from cgbench.sweep.stopping import SweepInterrupted, ignore_stop_signals, sigterm_as_interrupt
 
 
@@ -72,9 +73,7 @@ def run_sweep(
     if dry_run:
         print_plan(plan, jobs, echo)
         return SweepResult(None, plan.experiment, plan.children, None, 0.0)
-    from cgbench.data import datasets
-
-    ref = datasets.resolve(plan.data, plan.image_size, echo=echo)  # before anything is recorded
+    ref = resolve_data(plan, echo)  # every row's data, before anything is recorded
     with sigterm_as_interrupt():
         parent = open_parent(plan, ref, jobs, tracking_uri, echo)
         try:
@@ -95,7 +94,8 @@ def run_sweep(
     seconds = time.perf_counter() - started
     echo(f"Sweep {plan.spec.name!r} done in {fmt_seconds(seconds)}: "
          f"{sum(c.status == ChildStatus.FINISHED for c in children)} finished, {len(failed)} failed. "
-         f"Tables: cgbench report --sweep {parent.run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
+         "Tables: " + shlex.join(["cgbench", "report", "--sweep", parent.run_id,
+                                  *(["--tracking-uri", tracking_uri] if tracking_uri else [])]))
     return SweepResult(parent.run_id, plan.experiment, children, fcn_run_id, seconds)
 
 

@@ -20,16 +20,18 @@ installed is kept in the plan as "not available" and is never run (the report sh
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cgbench.config import Config, PRESETS, apply_overrides, read_utf8, valid_keys
+from cgbench.config import Config, PRESETS, RANGES, apply_overrides, valid_keys
 from cgbench.errors import ConfigError
+from cgbench.inputs import read_yaml, shown
 
 SPEC_KEYS = ("name", "description", "tables", "preset", "seeds", "evaluators", "set", "rows", "experiment")
+#: The longest name (the spec's, its experiment's, a row's) and description a spec may give.
+MAX_NAME, MAX_DESCRIPTION = 200, 4096
 
 
 @dataclass(frozen=True)
@@ -53,61 +55,95 @@ class Spec:
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and strictly validate a sweep spec."""
+    """Read and strictly validate a sweep spec: every field by its type, before any is used."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep spec {str(path)!r} does not exist; give a YAML file such as runs/ablations.yaml")
-    try:
-        raw = yaml.safe_load(read_utf8(path, "sweep spec")) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"sweep spec {str(path)!r} is not valid YAML; fix its syntax") from None
+    raw = read_yaml(path, "sweep spec") or {}
     where = f"sweep spec {str(path)!r}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping with keys: {', '.join(SPEC_KEYS)}")
-    unknown = sorted(set(raw) - set(SPEC_KEYS))
+    unknown = sorted((k for k in raw if k not in SPEC_KEYS), key=str)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(SPEC_KEYS)}")
-    if not raw.get("rows"):
-        raise ConfigError(f"{where} has no rows; list them under rows: with a row: name each")
-    preset = str(raw.get("preset", "cpu"))
+        raise ConfigError(f"unknown key {shown(unknown[0])} in {where}; valid keys: {', '.join(SPEC_KEYS)}")
+    preset = text(raw.get("preset", "cpu"), f"preset: in {where}", MAX_NAME)
     if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r} in {where}; valid presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {shown(preset)} in {where}; valid presets: {', '.join(PRESETS)}")
     common = raw.get("set") or {}
     if not isinstance(common, dict):
-        raise ConfigError(f"set: in {where} must be a mapping of config keys")
+        raise ConfigError(f"set: in {where} must be a mapping of config keys, not {shown(common)}")
     apply_overrides(Config(), common, source=f"{where} (set)")
+    experiment = raw.get("experiment")
+    return Spec(
+        name=text(raw.get("name", path.stem), f"name: in {where}", MAX_NAME), path=str(path),
+        rows=_rows(raw.get("rows"), where), preset=preset,
+        seeds=checked_seeds(raw.get("seeds", [0]), f"seeds: in {where}"),
+        evaluators=tuple(text(e, f"evaluators: in {where}", MAX_NAME) for e in
+                         _list(raw.get("evaluators", ["fcn", "seg"]), f"evaluators: in {where}", "[fcn, seg]")),
+        tables=_tables(raw.get("tables", []), f"tables: in {where}"), common=dict(common),
+        experiment=None if experiment is None else text(experiment, f"experiment: in {where}", MAX_NAME),
+        description=text(raw.get("description", ""), f"description: in {where}", MAX_DESCRIPTION, empty=True),
+    )
+
+
+def text(value: Any, where: str, limit: int, empty: bool = False) -> str:
+    """``value`` as text: a string (or a number, as YAML reads ``2024``) of at most ``limit``
+    characters; a list, mapping, boolean or nothing is a one-line error naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{where} must be text, not {shown(value)}")
+    value = str(value)
+    if len(value) > limit or not (value.strip() or empty):
+        raise ConfigError(f"{where} must be text of 1 to {limit} characters, not {shown(value)}")
+    return value
+
+
+def _list(value: Any, where: str, example: str) -> list:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list such as {example}, not {shown(value)}")
+    return value
+
+
+def _tables(value: Any, where: str) -> tuple[int, ...]:
+    """The paper's tables a spec fills: a list of their numbers (1: the perceptual study, 2-5)."""
+    numbers = _list(value, where, "[4, 5]")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 5 for n in numbers):
+        bad = next(n for n in numbers if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 5)
+        raise ConfigError(f"{where} must list table numbers from 1 to 5 such as [4, 5], not {shown(bad)}")
+    return tuple(numbers)
+
+
+def _rows(value: Any, where: str) -> tuple[Row, ...]:
+    """The rows: a non-empty list of mappings, each with a distinct ``row:`` name and config keys."""
+    if not value:
+        raise ConfigError(f"{where} has no rows; list them under rows: with a row: name each")
     rows, seen = [], set()
-    for i, item in enumerate(raw["rows"]):
+    for i, item in enumerate(_list(value, f"rows: in {where}", "[{row: cyclegan, ablation: cyclegan}]")):
         if not isinstance(item, dict) or "row" not in item:
             raise ConfigError(f"row {i + 1} of {where} needs a row: name (e.g. row: cyclegan)")
-        key = str(item["row"])
+        key = text(item["row"], f"the row: name of row {i + 1} of {where}", MAX_NAME)
         if key in seen:
             raise ConfigError(f"row {key!r} appears twice in {where}")
         seen.add(key)
         overrides = {k: v for k, v in item.items() if k != "row"}
-        bad = sorted(set(overrides) - set(valid_keys()))
+        bad = sorted((k for k in overrides if k not in valid_keys()), key=str)
         if bad:
-            raise ConfigError(f"unknown key {bad[0]!r} in row {key!r} of {where}; valid keys: row, "
+            raise ConfigError(f"unknown key {shown(bad[0])} in row {key!r} of {where}; valid keys: row, "
                               + ", ".join(valid_keys()))
         apply_overrides(Config(), overrides, source=f"row {key!r} of {where}")
         rows.append(Row(key, overrides))
-    return Spec(
-        name=str(raw.get("name", path.stem)), path=str(path), rows=tuple(rows), preset=preset,
-        seeds=checked_seeds(raw.get("seeds", [0]), f"seeds: in {where}"),
-        evaluators=tuple(str(e) for e in raw.get("evaluators", ["fcn", "seg"])),
-        tables=tuple(int(t) for t in raw.get("tables", [])), common=dict(common),
-        experiment=raw.get("experiment"), description=str(raw.get("description", "")),
-    )
+    return tuple(rows)
 
 
 def checked_seeds(seeds: Any, where: str) -> tuple[int, ...]:
-    """A sweep's seeds: a non-empty list of distinct integers >= 0 (the same seed twice would train
-    the same run twice and count it as two seeds)."""
+    """A sweep's seeds: a non-empty list of distinct integers in NumPy's range (the same seed twice
+    would train the same run twice and count it as two seeds)."""
+    highest = RANGES["seed"][2]
     if not isinstance(seeds, (list, tuple)) or not seeds:
-        raise ConfigError(f"{where} must be a list of seeds such as [0, 1, 2]")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ConfigError(f"{where} must be integers >= 0, got {list(seeds)}")
-    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+        raise ConfigError(f"{where} must be a list of seeds such as [0, 1, 2], not {shown(seeds)}")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= highest]
+    if bad:
+        raise ConfigError(f"{where} must be integers from 0 to {highest}, not {shown(bad[0])}")
+    repeated = sorted(s for s, n in Counter(seeds).items() if n > 1)
     if repeated:
-        raise ConfigError(f"{where} names seed {repeated[0]} more than once ({list(seeds)}); give each seed once")
+        raise ConfigError(f"{where} names seed {repeated[0]} more than once; give each seed once")
     return tuple(seeds)

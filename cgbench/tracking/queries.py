@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import tempfile
 from typing import Any
 
@@ -91,6 +92,6 @@ def ui_link(client: MlflowClient, run_id: str, tracking_uri: str | None = None) 
     """How to look at a run: the ``mlflow ui`` command for its store and the address of its
     experiment's runs in the model-training view."""
     run = client.get_run(run_id)
-    command = "mlflow ui" + (f" --backend-store-uri {tracking_uri}" if tracking_uri else "")
+    command = shlex.join(["mlflow", "ui", *(["--backend-store-uri", tracking_uri] if tracking_uri else [])])
     return (f"{command}, then open {UI_ADDRESS}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
             "?workflowType=machine_learning")

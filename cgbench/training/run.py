@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -45,6 +46,7 @@ class TrainRequest:
     echo: Callable[[str], None] = print
     on_progress: Callable[[int, int], None] | None = None  # (iteration, total) every log_every iterations
     device: str | None = None  # replaces the config's device (sweeps place their children on GPUs)
+    data: str | None = None  # resuming: the run's dataset, moved (checked to hold the same data)
 
 
 def train(config: Config | None, **request: Any) -> TrainResult:
@@ -61,6 +63,7 @@ def train(config: Config | None, **request: Any) -> TrainResult:
         check_training_run(resumed_run)
         check_resume_world_size(resumed_run, distributed.requested_world_size())
         config = recorded_config(client, req.resume_run_id, "resumed")
+        config = config.replace(data=resumed_data(resumed_run, config, req.data))
     if req.device is not None:
         config = config.replace(device=req.device)
     validate(config)
@@ -148,11 +151,13 @@ def _resume_run(req: TrainRequest, ctx: distributed.Context, setup: Setup, resum
     process writes it), its newest readable checkpoint loaded, and only then marked RUNNING: a
     resume that fails before that leaves the run as it was."""
     run_id = resumed_run.info.run_id
-    if resumed_run.data.tags.get(Tags.DATASET_DIGEST) != setup.data.split.digest:
-        raise DataError(f"the data at {setup.data.ref.root} differs from the data run {run_id} was trained on "
-                        "(dataset digest changed); resume with the original dataset")
+    moved = check_same_data(resumed_run, setup.data)
     tracker = RunTracker.claim(req.tracking_uri, run_id) if ctx.is_main else _NoTracker(run_id)
     try:
+        if moved:
+            tracker.set_tags(moved)
+            req.echo(f"The run's data now lies in {moved[Tags.DATA_ROOT]} (same training and validation data); "
+                     f"recorded as {Tags.DATA_ROOT}.")
         # Rank 0 reads the checkpoint and sends it to the others (on the CPU: it travels pickled).
         state = tracker.load_checkpoint(map_location="cpu" if ctx.distributed else setup.device) if ctx.is_main else None
         state = distributed.broadcast(ctx, state)
@@ -167,6 +172,34 @@ def _resume_run(req: TrainRequest, ctx: distributed.Context, setup: Setup, resum
         raise
     req.echo(f"Resuming run {run_id} at iteration {start} of {setup.total}.")
     return tracker, start, last_logged
+
+
+def resumed_data(run, config: Config, data: str | None) -> str:
+    """The data a resumed run reads: ``data`` (``--data``: its dataset moved), else the folder it
+    last recorded reading (tag ``cgbench.data_root``) while that exists, else its config's."""
+    recorded = run.data.tags.get(Tags.DATA_ROOT)
+    if data is None and recorded and Path(recorded).is_dir():
+        return recorded
+    return data or config.data
+
+
+def check_same_data(run, data: TrainingData) -> dict[str, str]:
+    """The data a resumed run reads holds what it was trained on (the training and validation
+    digests it recorded), else a one-line error naming both digests; returns the tags to set
+    when the data now lies in another folder (its new root, and where it was)."""
+    root, tags = data.ref.root, run.data.tags
+    found = {Tags.DATASET_DIGEST: data.split.digest}
+    if Tags.VAL_DIGEST in tags:  # runs from before the tag: the training data only
+        found[Tags.VAL_DIGEST] = val_digest(root)
+    for tag, digest in found.items():
+        if tags.get(tag) != digest:
+            what = "training" if tag == Tags.DATASET_DIGEST else "validation"
+            raise DataError(f"the {what} data at {root} (digest {digest}) is not the data run {run.info.run_id} was "
+                            f"trained on (digest {tags.get(tag)}); resume with --data naming the folder that holds it")
+    new_root, old_root = str(root.resolve()), tags.get(Tags.DATA_ROOT)
+    if new_root == old_root:
+        return {}
+    return {Tags.DATA_ROOT: new_root, **({Tags.DATA_MOVED_FROM: old_root} if old_root else {})}
 
 
 class _NoTracker:
