@@ -24,7 +24,7 @@ from cgbench.scoring import Scored, Source, load_val_split, score, select_evalua
 from cgbench.scoring.record import record_scores
 from cgbench.scoring.sources import run_source
 from cgbench.tracking import RunTracker, client_for, get_run, load_run_checkpoint, recorded_config
-from evaluators.base import EvalContext, Evaluator, Result, Segmenter
+from cgbench.plugins import EvalContext, Evaluator, Result, Segmenter
 
 
 @dataclass

@@ -22,7 +22,7 @@ from cgbench.protocol import NULL_METHOD, NULL_ROWS, TAG_PREFIX
 from cgbench.scoring import load_val_split, select_evaluators
 from cgbench.scoring.sources import null_sources
 from cgbench.tracking import Lease, client_for, search_runs, start_run
-from evaluators.base import EvalContext
+from cgbench.plugins import EvalContext
 
 DERANGEMENT_SEED = 0  # "another scene": one fixed derangement, so every report shows the same floor
 

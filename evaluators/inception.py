@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cgbench.errors import CgbenchError, DataError
-from evaluators.base import Batch, EvalContext, Evaluator, Result
+from cgbench.plugins import Batch, EvalContext, Evaluator, Result
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 OPTION = "inception_weights"

@@ -1,4 +1,5 @@
-"""Evaluator plugins: the built-ins through entry points, and a third-party distribution found and run."""
+"""Evaluator plugins: the built-ins through entry points, a third-party distribution found and run,
+and the Python API's metrics as adapters over the same plugins."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mlflow import MlflowClient
 from conftest import run_cli
 from cgbench.config import resolve
 from cgbench.training import train
-from evaluators.base import Evaluator, PluginError, check_evaluator_class, discover
+from cgbench.plugins import Evaluator, PluginError, check_evaluator_class, discover
 from evaluators.fcn import FCNScore
 from evaluators.seg import SegScore
 
@@ -19,7 +20,7 @@ PLUGIN = '''
 """A third-party evaluator: the mean brightness of G's photos (needs no FCN)."""
 import torch
 
-from evaluators.base import Evaluator, Result
+from cgbench.plugins import Evaluator, Result
 
 
 class Brightness(Evaluator):
@@ -81,7 +82,7 @@ def test_plugin_declarations_are_checked():
 
     with pytest.raises(PluginError, match="needs inception"):
         check_evaluator_class(Bad, "bad")
-    with pytest.raises(PluginError, match="not a subclass"):
+    with pytest.raises(PluginError, match="not a subclass of cgbench.plugins.Evaluator"):
         check_evaluator_class(object, "obj")
 
 

@@ -12,7 +12,7 @@ from cgbench.protocol import LADDER_PREFIX, SCORE_METRICS, TAG_PREFIX
 from cgbench.scoring import evaluator, score
 from cgbench.scoring.sources import real_photos
 from cgbench.tracking import RunTracker
-from evaluators.base import EvalContext, Result, Segmenter
+from cgbench.plugins import EvalContext, Result, Segmenter
 
 
 def ground_truth_scores(model: nn.Module, split, image_size: int, device: torch.device, batch_size: int,

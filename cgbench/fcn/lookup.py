@@ -15,7 +15,7 @@ from cgbench.errors import CgbenchError
 from cgbench.fcn.checkpoint import segmenter_from_checkpoint
 from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, SCORE_METRICS, TAG_PREFIX
 from cgbench.tracking import get_run, load_run_checkpoint, search_runs
-from evaluators.base import Segmenter
+from cgbench.plugins import Segmenter
 
 
 def find_fcn_run(client, digest: str | None, image_size: int, prep: str | None = None):

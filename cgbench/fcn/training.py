@@ -5,7 +5,7 @@
 real training photos and their ground truth the way the paper's FCN was trained: each photo is
 downsampled to the generator's resolution (``image_size``, bilinear with antialiasing, as the
 loader resizes training photos) and upsampled back bilinearly to the label resolution
-(:func:`evaluators.fcn.segmenter_input`); the loss is cross-entropy against the native-resolution
+(:func:`cgbench.protocol.segmenter_input`); the loss is cross-entropy against the native-resolution
 labels with ignored pixels (255) left out. The run is tracked in MLflow like any run (tags
 ``cgbench.method=fcn``, ``cgbench.dataset_digest`` = the training split's digest, the same one
 ``cgbench run`` records, ``cgbench.image_size``), logs ``loss/fcn`` per step, and ends with its
@@ -35,7 +35,7 @@ from cgbench.models.segmenter import SEGMENTER_ARCHS, build_segmenter
 from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, TAG_PREFIX, segmenter_input
 from cgbench.scoring.record import write_result
 from cgbench.tracking import RunTracker, start_run
-from evaluators.base import Result
+from cgbench.plugins import Result
 
 
 def validate_fcn_config(config: Config) -> None:

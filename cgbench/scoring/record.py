@@ -31,7 +31,7 @@ from cgbench.errors import CgbenchError
 from cgbench.protocol import GROUND_TRUTH_PREFIX, TAG_PREFIX, metric_prefix
 from cgbench.scoring.engine import Scored
 from cgbench.tracking import RunTracker
-from evaluators.base import Result, Segmenter, per_class_rows
+from cgbench.plugins import Result, Segmenter, per_class_rows
 
 
 def confusion_figure(confusion: torch.Tensor, title: str):

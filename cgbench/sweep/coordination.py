@@ -124,7 +124,7 @@ def wait_for_others(client, parent_run_id: str, elsewhere: list[Child], leases: 
 
 def refresh(child: Child, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...]) -> None:
     """The child's status as the store has it now (see :func:`classify`)."""
-    from evaluators.base import discover
+    from cgbench.plugins import discover
 
     from cgbench.tracking import client_for
 
