@@ -1,5 +1,4 @@
-"""Evaluator plugins: the built-ins through entry points, a third-party distribution found and run,
-and the Python API's metrics as adapters over the same plugins."""
+"""Evaluator plugins: the built-ins through entry points, and a third-party distribution found and run."""
 
 from __future__ import annotations
 
