@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def test_discovery_finds_a_plugin_and_survives_broken_ones(plugin_site, monkeypa
 def test_cgbench_eval_lists_and_runs_a_third_party_plugin(plugin_site, synth_dir, tracking_uri):
     config = resolve("tiny", data=str(synth_dir), iters=2)
     run = train(config, tracking_uri=tracking_uri, experiment="t", progress=False, echo=lambda *_: None)
-    env = {"PYTHONPATH": str(plugin_site)}
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))}
 
     listed = run_cli("eval", "--list", env=env)
     assert listed.returncode == 0, listed.stderr
