@@ -102,7 +102,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   fcn_arch="fcn8s", fcn_width=64, fcn_epochs=60.0, fcn_batch_size=8, fcn_lr=1e-3, fcn_crop=512),
     # Trains to a meaningful result on 2 CPU cores in minutes: quarter-width networks at 64 px, and
     # 1000 iterations at lr 5e-4 (measured: as good as 2000 at 4e-4 and better than 2000 at the
-    # paper's 2e-4, at half the time; see reports/reference/README.md). The generator upsamples by
+    # paper's 2e-4, at half the time; see docs/protocol.md#presets). The generator upsamples by
     # resize-convolution: at this budget a transposed convolution's checkerboard still covers its
     # photos (the authors see it fade only with long training), and labels->photo scored lower.
     "cpu": dict(

@@ -19,12 +19,12 @@ from typing import Any, Callable
 from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError
 from cgbench.fcn import load_fcn
-from cgbench.protocol import FCN_METHOD, TAG_PREFIX, Tags
+from cgbench.protocol import FCN_METHOD, Tags
 from cgbench.scoring import Scored, Source, load_val_split, score, select_evaluators
 from cgbench.scoring.record import record_scores
 from cgbench.scoring.sources import run_source
 from cgbench.tracking import RunTracker, client_for, get_run, load_run_checkpoint, recorded_config
-from evaluators.base import EvalContext, Evaluator, Result, Segmenter
+from cgbench.plugins import EvalContext, Evaluator, Result, Segmenter
 
 
 @dataclass
@@ -67,12 +67,12 @@ class TrainedRun:
 def open_trained_run(client, run_id: str, device, purpose: str) -> TrainedRun:
     """``run_id``'s translators, refusing runs that translate nothing or have no checkpoint;
     ``purpose`` ("evaluated", "shown in a study") names what cannot be done otherwise."""
-    from cgbench.protocol import NULL_METHOD, REPORT_METHOD, SWEEP_METHOD
+    from cgbench.protocol import BENCH_METHOD, EXTERNAL_METHOD, NULL_METHOD, REPORT_METHOD, SWEEP_METHOD
 
     run = get_run(client, run_id)
-    kind = run.data.tags.get(TAG_PREFIX + "method")
-    if kind in (FCN_METHOD, NULL_METHOD, REPORT_METHOD, SWEEP_METHOD, "bench", "external"):
-        raise CgbenchError(f"run {run_id} is not a run made by `cgbench run` (cgbench.method={kind}); give the id "
+    kind = run.data.tags.get(Tags.METHOD)
+    if kind in (FCN_METHOD, NULL_METHOD, REPORT_METHOD, SWEEP_METHOD, BENCH_METHOD, EXTERNAL_METHOD):
+        raise CgbenchError(f"run {run_id} is not a run made by `cgbench run` ({Tags.METHOD}={kind}); give the id "
                            "of a training run")
     config = recorded_config(client, run_id, purpose)
     state = load_run_checkpoint(client, run_id, map_location=device)
@@ -153,7 +153,7 @@ def evaluate(
     other_val = check_val_split(run, split.digest, root, allow_other_val)
     segmenter = None
     if needs_fcn(classes):  # resolved before any work, so a missing FCN fails fast
-        segmenter = load_fcn(fcn, client, dev, arch=fcn_arch, digest=tags.get(TAG_PREFIX + "dataset_digest"),
+        segmenter = load_fcn(fcn, client, dev, arch=fcn_arch, digest=tags.get(Tags.DATASET_DIGEST),
                              image_size=config.image_size, data_root=root, echo=echo, strict=fcn_strict,
                              prep=config.prep)
     source = trained.source
@@ -164,8 +164,8 @@ def evaluate(
     describe = {"run_id": run_id, "data_root": str(root), "val_digest": split.digest,
                 "label_resolution": list(split.labels.shape[-2:]), **other_val}
     tracker = RunTracker(client, run_id)
-    tracker.set_tags({TAG_PREFIX + "eval.val_digest": split.digest,
-                      TAG_PREFIX + "eval.allow_other_val": str(bool(other_val)).lower()})
+    tracker.set_tags({Tags.EVAL_VAL_DIGEST: split.digest,
+                      Tags.EVAL_ALLOW_OTHER_VAL: str(bool(other_val)).lower()})
     scored = score_into_run(tracker, source, classes, context, step, describe, segmenter,
                             save_images, progress)
     return EvalReport(run_id, step, scored.results, scored.stats, segmenter, str(root),
@@ -300,10 +300,10 @@ def _score_external(source: Source, classes, split, ref, req: ExternalRequest, e
     digest = load_split(ref.root, "train", size=8).digest  # the data's identity, as trained runs record it
     segmenter = (load_fcn(req.fcn, client, dev, arch=req.fcn_arch, digest=digest, image_size=source.image_size,
                           data_root=ref.root, echo=echo, strict=req.fcn_strict) if needs_fcn(classes) else None)
-    tags = {TAG_PREFIX + "method": EXTERNAL_METHOD, TAG_PREFIX + "source": source.kind, TAG_PREFIX + "row": source.name,
-            TAG_PREFIX + "dataset": ref.name, TAG_PREFIX + "dataset_digest": digest,
-            TAG_PREFIX + "image_size": str(source.image_size), TAG_PREFIX + "direction": req.direction,
-            **{TAG_PREFIX + k: str(v) for k, v in source.details.items()}}
+    tags = {Tags.METHOD: EXTERNAL_METHOD, Tags.SOURCE: source.kind, Tags.ROW: source.name,
+            Tags.DATASET: ref.name, Tags.DATASET_DIGEST: digest,
+            Tags.IMAGE_SIZE: str(source.image_size), Tags.DIRECTION: req.direction,
+            **{Tags.named(k): str(v) for k, v in source.details.items()}}
     params = {"direction": req.direction, "image_size": source.image_size, "data": str(ref.root),
               "evaluators": ",".join(c.name for c in classes), **source.details}
     root = str(ref.root.resolve())

@@ -18,11 +18,11 @@ from cgbench.devices import resolve_device
 from cgbench.errors import CgbenchError
 from cgbench.evaluate import needs_fcn, score_into_run
 from cgbench.fcn import load_fcn
-from cgbench.protocol import NULL_METHOD, NULL_ROWS, TAG_PREFIX
+from cgbench.protocol import NULL_METHOD, NULL_ROWS, Tags
 from cgbench.scoring import load_val_split, select_evaluators
 from cgbench.scoring.sources import null_sources
 from cgbench.tracking import Lease, client_for, search_runs, start_run
-from evaluators.base import EvalContext
+from cgbench.plugins import EvalContext
 
 DERANGEMENT_SEED = 0  # "another scene": one fixed derangement, so every report shows the same floor
 
@@ -30,11 +30,11 @@ DERANGEMENT_SEED = 0  # "another scene": one fixed derangement, so every report 
 def find_null_run(client, row: str, digest: str, image_size: int, prep: str, fcn_source: str | None):
     """The newest finished run of null ``row`` for these data, size, preparation and FCN (None if
     there is none)."""
-    query = (f"tags.`{TAG_PREFIX}method` = '{NULL_METHOD}' and tags.`{TAG_PREFIX}row` = '{row}' and "
-             f"tags.`{TAG_PREFIX}dataset_digest` = '{digest}' and tags.`{TAG_PREFIX}image_size` = '{image_size}' "
-             f"and tags.`{TAG_PREFIX}prep` = '{prep}' and attributes.status = 'FINISHED'")
+    query = (f"tags.`{Tags.METHOD}` = '{NULL_METHOD}' and tags.`{Tags.ROW}` = '{row}' and "
+             f"tags.`{Tags.DATASET_DIGEST}` = '{digest}' and tags.`{Tags.IMAGE_SIZE}` = '{image_size}' "
+             f"and tags.`{Tags.PREP}` = '{prep}' and attributes.status = 'FINISHED'")
     if fcn_source is not None:
-        query += f" and tags.`{TAG_PREFIX}eval.fcn.fcn` = '{fcn_source}'"
+        query += f" and tags.`{Tags.eval_fcn('fcn')}` = '{fcn_source}'"
     runs = search_runs(client, None, query, order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
@@ -102,9 +102,9 @@ def prepare_floor(config: Config, evaluators: tuple[str, ...], fcn: str | None, 
 def _record_null(client, source, scorers, context, ref, train_split, val_split, segmenter, tracking_uri,
                  experiment, progress) -> str:
     row, size = source.name, source.image_size
-    tags = {TAG_PREFIX + "method": NULL_METHOD, TAG_PREFIX + "row": row, TAG_PREFIX + "dataset": ref.name,
-            TAG_PREFIX + "dataset_digest": train_split.digest, TAG_PREFIX + "image_size": str(size),
-            TAG_PREFIX + "prep": train_split.prep, TAG_PREFIX + "precision": "fp32"}
+    tags = {Tags.METHOD: NULL_METHOD, Tags.ROW: row, Tags.DATASET: ref.name,
+            Tags.DATASET_DIGEST: train_split.digest, Tags.IMAGE_SIZE: str(size),
+            Tags.PREP: train_split.prep, Tags.PRECISION: "fp32"}
     definition = {"row": row, "data": str(ref.root), "image_size": size, **source.details}
     root = str(ref.root.resolve())
     tracker = start_run(tracking_uri, experiment, row, tags, definition, definition,

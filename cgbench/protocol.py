@@ -3,7 +3,7 @@ rows that are not trained methods, and the two image resizes the protocol allows
 
 Everything that writes or reads a score (the scoring engine, the FCN's ceiling, the sweep, the
 report) takes its names from here, so a key cannot drift between the writer and the reader.
-(REFERENCE.md, "The evaluation protocol"; the paper's numbers live in :mod:`cgbench.report.paper`.)
+(docs/protocol.md#the-evaluation-protocol; the paper's numbers live in :mod:`cgbench.report.paper`.)
 """
 
 from __future__ import annotations

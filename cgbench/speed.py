@@ -44,8 +44,8 @@ runs the fast and the plain step from one seed and compares their losses):
 ``cudnn_benchmark``
     cudnn's autotuner (CUDA only).
 
-``auto`` picks what measured fastest with ``cgbench bench`` on the device kind (see the
-README's speed section), among what the method declared; the resolved values are recorded with
+``auto`` picks what measured fastest with ``cgbench bench`` on the device kind (see
+docs/speed.md#the-speed-settings), among what the method declared; the resolved values are recorded with
 every run.
 """
 

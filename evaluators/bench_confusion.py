@@ -10,9 +10,9 @@ import argparse
 
 import torch
 
-from cgbench.timing import median_seconds
+from cgbench.confusion import ConfusionMatrix
 from cgbench.models.segmenter import FCN8s
-from evaluators.confusion import ConfusionMatrix
+from cgbench.timing import median_seconds
 
 
 def benchmark(

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from cgbench.timing import median_seconds
 from cgbench.models.published_fcn import PublishedFCN8s
+from cgbench.timing import median_seconds
 from evaluators.published_fcn import published_fcn_predict
 
 

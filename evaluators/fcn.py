@@ -4,8 +4,8 @@ Each validation label map is translated by the run's G into a photo at the gener
 that photo (as the uint8 image a lossless PNG would hold) is resized bilinearly **up to the
 ground-truth label resolution** — the labels are never resized — and segmented by the evaluator
 FCN, which was trained on real photos degraded the same way (downsampled to the generator's
-resolution, upsampled back: :func:`segmenter_input`). Predictions go into one 19×19 confusion
-matrix over the split.
+resolution, upsampled back: :func:`cgbench.protocol.segmenter_input`). Predictions go into one
+19×19 confusion matrix over the split.
 
 With the published FCN-8s (``--fcn caffe:PATH``) the score is the public script's instead
 (:mod:`evaluators.published_fcn`): its resize, its preprocessing, the arg-max over 20 outputs and
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from cgbench.protocol import fcn_predict, segmenter_input  # noqa: F401 (segmenter_input: re-exported)
-from evaluators.base import Batch, ConfusionEvaluator, EvalContext, Result
+from cgbench.plugins import Batch, EvalContext, Result
+from cgbench.protocol import fcn_predict
+from evaluators.base import ConfusionEvaluator
 from evaluators.published_fcn import PublicScriptConfusion, published_fcn_predict
 
 

@@ -23,8 +23,8 @@ from torch import nn
 
 from cgbench.errors import CgbenchError, DataError
 from cgbench.models.segmenter import FCN8s
+from cgbench.plugins import Batch, EvalContext, Evaluator, Result, Segmenter
 from cgbench.protocol import segmenter_input
-from evaluators.base import Batch, EvalContext, Evaluator, Result, Segmenter
 from evaluators.frechet import features_distance
 
 __all__ = ["FDFCN", "fcn_features"]

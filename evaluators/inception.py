@@ -21,7 +21,6 @@ With both selected, the network is loaded once and every image goes through it o
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import time
@@ -33,7 +32,8 @@ import torch
 from torch import nn
 
 from cgbench.errors import CgbenchError, DataError
-from evaluators.base import Batch, EvalContext, Evaluator, Result
+from cgbench.models.vgg import file_digest
+from cgbench.plugins import Batch, EvalContext, Evaluator, Result
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 OPTION = "inception_weights"
@@ -87,20 +87,12 @@ def load_inception(path: Path, device: torch.device) -> nn.Module:
     return net.to(device)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class InceptionFeatures:
     """The Inception of one scoring pass, with the features of the real validation photos and of
     the last batch of generated ones (FID and KID see the same batch one after the other)."""
 
     def __init__(self, path: Path, context: EvalContext):
-        self.path, self.sha256 = path, _sha256(path)
+        self.path, self.sha256 = path, file_digest(path)
         self.context = context
         self.net = load_inception(path, context.device)
         self._real: torch.Tensor | None = None

@@ -31,7 +31,7 @@ from PIL import Image
 
 from cgbench.data.labels import NUM_CLASSES
 from cgbench.models.published_fcn import NUM_OUTPUTS, channels_first, preprocess
-from evaluators.confusion import Scores, scores
+from cgbench.confusion import Scores, scores
 
 __all__ = [
     "PublicScriptConfusion",
@@ -181,7 +181,7 @@ class PublicScriptConfusion:
         """Score what was accumulated. ``present_only=False`` (default) is the public script's
         arithmetic (1e-12 denominators: a class never seen scores 0 and counts in the means);
         ``True`` leaves classes absent from the ground truth out of the means, as
-        :func:`evaluators.confusion.scores` does by default."""
+        :func:`cgbench.confusion.scores` does by default."""
         result = scores(self._hist, present_only)
         if self.strict:  # class 19 is a column of misses, not a class: means over the 19 classes
             keep = [c for c in result.evaluated_classes if c < NUM_CLASSES]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
+from cgbench.plugins import Batch, EvalContext
 from cgbench.protocol import colour_predict
-from evaluators.base import Batch, ConfusionEvaluator, EvalContext
+from evaluators.base import ConfusionEvaluator
 
 
 class SegScore(ConfusionEvaluator):

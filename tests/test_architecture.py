@@ -1,16 +1,21 @@
 """The shape of the code: imports point one way, built-in evaluators are plugins like any other,
-functions stay short enough to read whole."""
+modules hold one job and functions stay short enough to read whole."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from evaluators.base import discover
+from cgbench.plugins import discover
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cgbench", "evaluators")
 LONGEST_FUNCTION = 80  # lines, decorators excluded
+LONGEST_MODULE = 400  # lines
+CORE = ("cgbench.protocol", "cgbench.data", "cgbench.models", "cgbench.confusion", "cgbench.plugins",
+        "cgbench.errors", "cgbench.timing")
+"""What the evaluators may use of cgbench: the paper's vocabulary, labels and networks, the
+confusion arithmetic, the plugin interface, the errors a user can meet and the timers."""
 
 
 def _modules() -> dict[str, Path]:
@@ -96,29 +101,50 @@ def test_the_data_way_points_one_direction():
     graph = _graph()
     downstream = {
         "cgbench.data": ("cgbench.models", "cgbench.methods", "cgbench.training", "cgbench.scoring", "cgbench.report",
-                         "cgbench.tracking", "evaluators"),
+                         "cgbench.tracking"),
         "cgbench.models": ("cgbench.methods", "cgbench.training", "cgbench.scoring", "cgbench.report",
                            "cgbench.tracking"),
-        "cgbench.methods": ("cgbench.training", "cgbench.scoring", "cgbench.report", "cgbench.tracking", "evaluators"),
+        "cgbench.methods": ("cgbench.training", "cgbench.scoring", "cgbench.report", "cgbench.tracking"),
         "cgbench.scoring": ("cgbench.report", "cgbench.training", "cgbench.sweep", "cgbench.cli"),
-        "evaluators": ("cgbench.scoring", "cgbench.training", "cgbench.report", "cgbench.bench", "cgbench.cli",
-                       "cgbench.evaluate", "cgbench.fcn", "cgbench.sweep"),
     }
     wrong = [(m, d) for m, deps in graph.items() for d in deps for up, downs in downstream.items()
              if (m == up or m.startswith(up + ".")) and any(d == x or d.startswith(x + ".") for x in downs)]
     assert wrong == []
 
 
-def test_built_in_evaluators_are_reached_through_the_entry_points():
-    assert {"fcn", "seg"} <= set(discover())
-    graph = _graph()
-    direct = [m for m, deps in graph.items() if m.startswith("cgbench") and {"evaluators.fcn", "evaluators.seg"} & deps]
-    assert direct == []
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_cgbench_never_imports_the_evaluators_it_finds_through_entry_points():
+    assert {"fcn", "seg", "fid", "kid", "fd-fcn"} <= set(discover())
+    wrong = sorted((m, d) for m, deps in _graph().items() if _within(m, ("cgbench",))
+                   for d in deps if _within(d, ("evaluators",)))
+    assert wrong == []
+
+
+def test_evaluators_use_only_cgbench_core():
+    wrong = sorted((m, d) for m, deps in _graph().items() if _within(m, ("evaluators",))
+                   for d in deps if _within(d, ("cgbench",)) and not _within(d, CORE))
+    assert wrong == []
+
+
+def test_the_core_uses_nothing_else_of_cgbench():
+    """The core is a floor the evaluators stand on: it imports only itself."""
+    wrong = sorted((m, d) for m, deps in _graph().items() if _within(m, CORE)
+                   for d in deps if not _within(d, CORE) and d != "cgbench")
+    assert wrong == []
+
+
+def test_every_module_holds_one_job_in_at_most_400_lines():
+    long = [f"{path.relative_to(ROOT)} ({n} lines)" for path in _modules().values()
+            if (n := len(path.read_text().splitlines())) > LONGEST_MODULE]
+    assert long == []
 
 
 def test_every_function_is_short_enough_to_read_whole():
     long = []
-    for path in (ROOT / "cgbench").rglob("*.py"):
+    for path in _modules().values():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1

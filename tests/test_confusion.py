@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluators.confusion import (
+from cgbench.confusion import (
     ConfusionMatrix,
     Scores,
     confusion_matrix,

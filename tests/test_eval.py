@@ -25,9 +25,10 @@ from cgbench.fcn import train_fcn
 from cgbench.models.segmenter import FCN8s
 from cgbench.tracking import RunTracker
 from cgbench.training import train
-from evaluators.base import EvalContext, Segmenter, upsample
-from evaluators.confusion import ConfusionMatrix
-from evaluators.fcn import FCNScore, segmenter_input
+from cgbench.confusion import ConfusionMatrix
+from cgbench.plugins import EvalContext, Segmenter
+from cgbench.protocol import segmenter_input, upsample
+from evaluators.fcn import FCNScore
 from evaluators.seg import SegScore
 
 SCORES = ("per_pixel_acc", "per_class_acc", "class_iou")

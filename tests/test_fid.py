@@ -27,7 +27,7 @@ from cgbench.cli import main
 from cgbench.config import resolve
 from cgbench.models.segmenter import FCN8s
 from cgbench.scoring import Source, load_val_split, score, select_evaluators
-from evaluators.base import EvalContext, Segmenter
+from cgbench.plugins import EvalContext, Segmenter
 from evaluators.frechet import features_distance, frechet_distance, gaussian_stats
 from evaluators.inception import ENV, WEIGHTS_FILE, WEIGHTS_URL, _Given, kernel_inception_distance
 

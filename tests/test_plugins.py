@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from mlflow import MlflowClient
 from conftest import run_cli
 from cgbench.config import resolve
 from cgbench.training import train
-from evaluators.base import Evaluator, PluginError, check_evaluator_class, discover
+from cgbench.plugins import Evaluator, PluginError, check_evaluator_class, discover
 from evaluators.fcn import FCNScore
 from evaluators.seg import SegScore
 
@@ -19,7 +20,7 @@ PLUGIN = '''
 """A third-party evaluator: the mean brightness of G's photos (needs no FCN)."""
 import torch
 
-from evaluators.base import Evaluator, Result
+from cgbench.plugins import Evaluator, Result
 
 
 class Brightness(Evaluator):
@@ -81,7 +82,7 @@ def test_plugin_declarations_are_checked():
 
     with pytest.raises(PluginError, match="needs inception"):
         check_evaluator_class(Bad, "bad")
-    with pytest.raises(PluginError, match="not a subclass"):
+    with pytest.raises(PluginError, match="not a subclass of cgbench.plugins.Evaluator"):
         check_evaluator_class(object, "obj")
 
 
@@ -96,7 +97,7 @@ def test_discovery_finds_a_plugin_and_survives_broken_ones(plugin_site, monkeypa
 def test_cgbench_eval_lists_and_runs_a_third_party_plugin(plugin_site, synth_dir, tracking_uri):
     config = resolve("tiny", data=str(synth_dir), iters=2)
     run = train(config, tracking_uri=tracking_uri, experiment="t", progress=False, echo=lambda *_: None)
-    env = {"PYTHONPATH": str(plugin_site)}
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))}
 
     listed = run_cli("eval", "--list", env=env)
     assert listed.returncode == 0, listed.stderr

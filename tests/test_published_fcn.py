@@ -4,7 +4,7 @@ forward; the public script's histogram arithmetic, its quirks and the strict mod
 
 The files use narrow channel widths (the published geometry, names, kernels, pads and crops, with
 VGG-16's 64..512 and 4096 channels shrunk) so a whole file is written, read and run in a second;
-one test writes a file of the real size.
+one test writes a file of the real size. The Python API's FCNScore scores it as the ``fcn`` plugin does.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from cgbench.errors import CgbenchError
+from cgbench.metrics import FCNScore
 from cgbench.models.caffemodel import iter_caffemodel, load_caffe_weights, load_published_fcn
 from cgbench.models.published_fcn import PublishedFCN8s, preprocess
+from cgbench.plugins import Batch, EvalContext, Segmenter, discover
+from cgbench.protocol import SCORE_METRICS, fcn_predict
 from evaluators.bench_published_fcn import bench_published_fcn
 from evaluators.published_fcn import (
     PublicScriptConfusion,
@@ -476,6 +479,35 @@ def test_scores_match_the_numpy_network_and_the_public_formulas(caffe_file):
         pytest.approx((acc, cl_acc, iou), rel=1e-12)
     assert (result.images_dropped, result.images_scored) == (1, 2)
     assert result.pixels_predicted_19 == ((labels < 19) & (reference == 19)).sum()
+
+
+def test_the_api_scores_the_published_fcn_as_the_plugin_does(caffe_file):
+    """cgbench.metrics.FCNScore given the published FCN-8s gets the fcn plugin's numbers exactly: the
+    public script's resize, BGR minus the mean, arg-max over 20 and per-image histograms."""
+    model = small_model(caffe_file[0])
+    rng = np.random.default_rng(9)
+    generated = torch.from_numpy(rng.integers(0, 256, (4, 3, 16, 16), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 19, (4, 37, 53)).astype(np.uint8))
+    labels[:, :3] = 255
+    segmenter = Segmenter(model, "published (random weights)", published=True)
+    plugin = discover()["fcn"](EvalContext(None, None, torch.device("cpu"), n_samples=0,
+                                           loaders={"fcn": lambda: segmenter}))
+    plugin.update(Batch(torch.arange(4), list("abcd"), labels, None, generated))
+    want = plugin.compute()
+    api = FCNScore(fcn=model)
+    api.update(generated[:2], labels[:2])
+    api.update(generated[2:].permute(0, 2, 3, 1), labels[2:])  # channels last, as a loop may hold them
+    got = api.compute()
+    assert {k: getattr(got, k) for k in SCORE_METRICS} == want.metrics
+    pred = published_fcn_predict(model, generated, (37, 53))
+    assert not torch.equal(pred, fcn_predict(model, generated, (37, 53)))  # the [-1, 1] path would differ
+    for strict in (False, True):
+        reference = PublicScriptConfusion(strict=strict)
+        reference.update(labels, pred)
+        expected = reference.compute().scores
+        scored = FCNScore(fcn=Segmenter(model, "published", published=True, strict=strict))
+        scored.update(generated, labels)
+        assert [getattr(scored.compute(), k) for k in SCORE_METRICS] == [getattr(expected, k) for k in SCORE_METRICS]
 
 
 def test_predict_layouts_batches_and_progress(caffe_file):

@@ -161,7 +161,7 @@ def test_missing_and_unmatched_images_are_one_line_errors(world, tmp_path):
 
 
 class AuthorsResnetBlock(nn.Module):
-    """A residual block laid out as the authors' code lays it out (from the facts in REFERENCE.md)."""
+    """A residual block laid out as the authors' code lays it out (docs/protocol.md#the-authors-data-and-file-names)."""
 
     def __init__(self, dim: int):
         super().__init__()

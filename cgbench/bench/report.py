@@ -71,10 +71,10 @@ def format_result(r: PresetResult) -> list[str]:
 
 def log_to_mlflow(report: dict[str, Any], tracking_uri: str | None, experiment: str) -> str:
     """Record the benchmark as a ``cgbench.method=bench`` run: metrics per preset and the JSON."""
-    from cgbench.protocol import TAG_PREFIX
+    from cgbench.protocol import BENCH_METHOD, Tags
     from cgbench.tracking import RunTracker
 
-    tracker = RunTracker.create(tracking_uri, experiment, "bench", {TAG_PREFIX + "method": "bench"})
+    tracker = RunTracker.create(tracking_uri, experiment, "bench", {Tags.METHOD: BENCH_METHOD})
     tracker.log_environment()
     metrics = {}
     for preset, r in report["presets"].items():

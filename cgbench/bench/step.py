@@ -310,8 +310,8 @@ def bench_eval(config: Config, device: torch.device, root: Path, max_images: int
     from cgbench.methods import get_method
     from cgbench.models.segmenter import build_segmenter
     from cgbench.scoring import evaluator, load_val_split, stream
-    from evaluators.base import EvalContext, Segmenter
-    from evaluators.confusion import ConfusionMatrix
+    from cgbench.plugins import EvalContext, Segmenter
+    from cgbench.confusion import ConfusionMatrix
 
     FCNScore = evaluator("fcn")  # the built-in, found through the entry points as any plugin is
 

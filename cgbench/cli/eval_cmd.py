@@ -213,7 +213,7 @@ def eval_(list_evaluators: bool, **given: Any) -> None:
 
 def _list_evaluators() -> None:
     """Every installed evaluator (and any that failed to load), with the settings they take."""
-    from evaluators.base import discover
+    from cgbench.plugins import discover
 
     errors: dict[str, str] = {}
     installed = discover(errors)

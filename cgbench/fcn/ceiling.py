@@ -8,11 +8,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cgbench.protocol import LADDER_PREFIX, SCORE_METRICS, TAG_PREFIX
+from cgbench.protocol import LADDER_PREFIX, SCORE_METRICS, Tags
 from cgbench.scoring import evaluator, score
 from cgbench.scoring.sources import real_photos
 from cgbench.tracking import RunTracker
-from evaluators.base import EvalContext, Result, Segmenter
+from cgbench.plugins import EvalContext, Result, Segmenter
 
 
 def ground_truth_scores(model: nn.Module, split, image_size: int, device: torch.device, batch_size: int,
@@ -52,8 +52,8 @@ def record_ladder(tracker: RunTracker, clean: dict[str, float], rungs: dict[str,
         for metric in SCORE_METRICS:
             if not falls([clean[metric]] + [rungs[rung_name(damage, level)][metric] for level in levels]):
                 flat.append(f"{damage} ({metric})")
-    tracker.set_tags({TAG_PREFIX + "fcn.ladder_falls": str(not flat).lower(),
-                      TAG_PREFIX + "fcn.ladder_flat": ", ".join(flat)})
+    tracker.set_tags({Tags.FCN_LADDER_FALLS: str(not flat).lower(),
+                      Tags.FCN_LADDER_FLAT: ", ".join(flat)})
     tracker.log_json({"clean": clean, "rungs": rungs, "does_not_fall": flat}, f"{LADDER_PREFIX}/ladder.json")
     tracker.log_figure(ladder_figure(clean, rungs, SCORE_METRICS), f"{LADDER_PREFIX}/ladder.png")
     if flat:

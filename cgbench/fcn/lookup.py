@@ -14,9 +14,9 @@ import torch
 
 from cgbench.errors import CgbenchError
 from cgbench.fcn.checkpoint import segmenter_from_checkpoint
-from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, SCORE_METRICS, TAG_PREFIX
+from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, SCORE_METRICS, Tags
 from cgbench.tracking import get_run, load_run_checkpoint, search_runs
-from evaluators.base import Segmenter
+from cgbench.plugins import Segmenter
 
 
 def find_fcn_run(client, digest: str | None, image_size: int, prep: str | None = None):
@@ -27,12 +27,12 @@ def find_fcn_run(client, digest: str | None, image_size: int, prep: str | None =
         return None
     runs = search_runs(
         client, None,
-        f"tags.`{TAG_PREFIX}method` = '{FCN_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = '{digest}' "
-        f"and tags.`{TAG_PREFIX}image_size` = '{image_size}' and attributes.status = 'FINISHED'",
+        f"tags.`{Tags.METHOD}` = '{FCN_METHOD}' and tags.`{Tags.DATASET_DIGEST}` = '{digest}' "
+        f"and tags.`{Tags.IMAGE_SIZE}` = '{image_size}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=50,
     )
     for run in runs:
-        if prep is not None and run.data.tags.get(TAG_PREFIX + "prep", "clean") != prep:
+        if prep is not None and run.data.tags.get(Tags.PREP, "clean") != prep:
             continue
         if any(f.path.endswith(".pt") for f in client.list_artifacts(run.info.run_id, "checkpoints")):
             return run
@@ -103,8 +103,8 @@ def load_fcn(
     if any(sep in spec for sep in ("/", "\\")) or spec.endswith(".pt"):
         raise CgbenchError(f"FCN file {spec!r} does not exist; give a .pt file or an FCN run id")
     run = get_run(client, spec)
-    if run.data.tags.get(TAG_PREFIX + "method") != FCN_METHOD:
-        raise CgbenchError(f"run {spec} is not an FCN run (cgbench.method={run.data.tags.get(TAG_PREFIX + 'method')}); "
+    if run.data.tags.get(Tags.METHOD) != FCN_METHOD:
+        raise CgbenchError(f"run {spec} is not an FCN run ({Tags.METHOD}={run.data.tags.get(Tags.METHOD)}); "
                            "give a run made by cgbench fcn train")
     segmenter = _load_from_run(client, run, device, arch)
     if segmenter.image_size and image_size and segmenter.image_size != image_size:

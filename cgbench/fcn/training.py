@@ -5,7 +5,7 @@
 real training photos and their ground truth the way the paper's FCN was trained: each photo is
 downsampled to the generator's resolution (``image_size``, bilinear with antialiasing, as the
 loader resizes training photos) and upsampled back bilinearly to the label resolution
-(:func:`evaluators.fcn.segmenter_input`); the loss is cross-entropy against the native-resolution
+(:func:`cgbench.protocol.segmenter_input`); the loss is cross-entropy against the native-resolution
 labels with ignored pixels (255) left out. The run is tracked in MLflow like any run (tags
 ``cgbench.method=fcn``, ``cgbench.dataset_digest`` = the training split's digest, the same one
 ``cgbench run`` records, ``cgbench.image_size``), logs ``loss/fcn`` per step, and ends with its
@@ -32,10 +32,10 @@ from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.fcn.ceiling import degradation_ladder, ground_truth_scores, record_ladder
 from cgbench.fcn.checkpoint import checkpoint_state
 from cgbench.models.segmenter import SEGMENTER_ARCHS, build_segmenter
-from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, TAG_PREFIX, segmenter_input
+from cgbench.protocol import FCN_METHOD, GROUND_TRUTH_PREFIX, Tags, segmenter_input
 from cgbench.scoring.record import write_result
 from cgbench.tracking import RunTracker, start_run
-from evaluators.base import Result
+from cgbench.plugins import Result
 
 
 def validate_fcn_config(config: Config) -> None:
@@ -124,15 +124,15 @@ def _start_fcn_run(config: Config, ref, train_split, val_split, total: int, trac
                    experiment: str, preset: str | None, run_name: str | None) -> RunTracker:
     size = config.image_size
     tags = {
-        TAG_PREFIX + "method": FCN_METHOD,
-        TAG_PREFIX + "fcn_arch": config.fcn_arch,
-        TAG_PREFIX + "dataset": ref.name,
-        TAG_PREFIX + "dataset_digest": train_split.digest,
-        TAG_PREFIX + "dataset_layout": train_split.layout,
-        TAG_PREFIX + "image_size": str(size),
-        TAG_PREFIX + "prep": config.prep,
-        TAG_PREFIX + "preset": preset or "",
-        TAG_PREFIX + "seed": str(config.seed),
+        Tags.METHOD: FCN_METHOD,
+        Tags.FCN_ARCH: config.fcn_arch,
+        Tags.DATASET: ref.name,
+        Tags.DATASET_DIGEST: train_split.digest,
+        Tags.DATASET_LAYOUT: train_split.layout,
+        Tags.IMAGE_SIZE: str(size),
+        Tags.PREP: config.prep,
+        Tags.PRESET: preset or "",
+        Tags.SEED: str(config.seed),
     }
     keys = ("data", "image_size", "prep", "seed", "device") + tuple(k for k in config.to_dict() if k.startswith("fcn_"))
     params = {**{k: getattr(config, k) for k in keys}, "total_iterations": total,

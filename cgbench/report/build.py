@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from cgbench.errors import CgbenchError
 from cgbench.paths import make_folder
-from cgbench.protocol import REPORT_METHOD, TAG_PREFIX
+from cgbench.protocol import REPORT_METHOD, Tags
 from cgbench.report import page, render, study, verdicts
 from cgbench.report.cells import ReportMeta
 from cgbench.report.figures import Figures, figures_for
@@ -168,7 +168,7 @@ def _filled_tables(client, records: list[RunRecord], paper_numbers: list[int], n
         notes.append("no null rows are recorded for these data and this FCN, so the tables show no floor: "
                      "record them with cgbench eval --nulls")
     outside = tuple(PaperRow(key, f"{key} (scored from {kind})", None) for key, kind in dict(
-        (r.row, r.tags.get(TAG_PREFIX + "source", "outside")) for r in records if external(r)).items())
+        (r.row, r.tags.get(Tags.SOURCE, "outside")) for r in records if external(r)).items())
     # a sweep's own rows (a spec row named other than the paper's, e.g. a setting's variant)
     outside += tuple(PaperRow(key, key, None) for key in dict.fromkeys(
         r.row for r in records if not external(r) and base_row(r) not in KNOWN_ROWS))
@@ -208,11 +208,11 @@ def _write_and_log(report: Report, out_dir: str | Path | None, tracking_uri: str
             report.paths[ext] = path
         if tracking_uri is not False:
             tracker = RunTracker.create(tracking_uri, exp_name, f"report-{report.name}", {
-                TAG_PREFIX + "method": REPORT_METHOD,
-                TAG_PREFIX + "report.source": source,
-                TAG_PREFIX + "report.tables": ",".join(map(str, numbers)),
-                TAG_PREFIX + "report.runs": str(len(report.runs)),
-                **({TAG_PREFIX + "report.sweep": sweep_run_id} if sweep_run_id else {}),
+                Tags.METHOD: REPORT_METHOD,
+                Tags.REPORT_SOURCE: source,
+                Tags.REPORT_TABLES: ",".join(map(str, numbers)),
+                Tags.REPORT_RUNS: str(len(report.runs)),
+                **({Tags.REPORT_SWEEP: sweep_run_id} if sweep_run_id else {}),
             })
             with tracker.ending():
                 for ext in FORMATS:

@@ -30,7 +30,7 @@ class Figures:
 
 def sample_rows(direction: str) -> str:
     """What the rows of an evaluator's ``samples.png`` show (the built-in evaluators' grids)."""
-    from evaluators.base import discover
+    from cgbench.plugins import discover
 
     built_in = {"labels2photo": "fcn", "photo2labels": "seg"}  # whose samples.png the report shows
     rows = getattr(discover().get(built_in.get(direction, "")), "sample_rows", None)

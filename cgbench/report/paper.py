@@ -1,9 +1,9 @@
 """The CycleGAN paper's Cityscapes tables (Zhu et al. 2017), as data.
 
-Values are transcribed from ``REFERENCE.md``: per-pixel accuracy, per-class accuracy and class IoU.
-A published row keeps the reference's doubt flag: ``"1 source"`` (found in only one transcription
-of the paper: probable, not certain) or ``"unverified"``. The reference writes the flag after the
-row's last number, so the report puts its footnote mark there too.
+Values are the paper's as docs/protocol.md#the-papers-tables lists them: per-pixel accuracy,
+per-class accuracy and class IoU. A published row keeps its doubt flag: ``"1 source"`` (†, found in
+only one transcription of the paper: probable, not certain) or ``"unverified"`` (‡). The flag
+stands after the row's last number, so the report puts its footnote mark there too.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from cgbench.errors import CgbenchError
 from cgbench.protocol import (
     EXTERNAL_METHOD, FCN_METHOD, GROUND_TRUTH_PREFIX, LADDER_PREFIX, NULL_METHOD, NULL_ROWS, REPORT_METHOD,
-    TAG_PREFIX,
+    Tags,
 )
 from cgbench.report.paper import DIRECTIONS, KNOWN_ROWS, METRICS, TABLES, setting_words
 from cgbench.report.tables import FCN_TAG, RunRecord
@@ -40,11 +40,11 @@ def _all_runs(client, experiment_ids: list[str], filter_string: str):
 def _record(run) -> RunRecord:
     tags = run.data.tags
     return RunRecord(
-        run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id), row=tags.get(TAG_PREFIX + "row", ""),
-        seed=tags.get(TAG_PREFIX + "seed", ""), metrics=dict(run.data.metrics), tags=dict(tags),
-        dataset=tags.get(TAG_PREFIX + "dataset", ""), digest=tags.get(TAG_PREFIX + "dataset_digest", ""),
-        preset=tags.get(TAG_PREFIX + "preset", ""),
-        image_size=tags.get(TAG_PREFIX + "image_size", run.data.params.get("image_size", "")),
+        run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id), row=tags.get(Tags.ROW, ""),
+        seed=tags.get(Tags.SEED, ""), metrics=dict(run.data.metrics), tags=dict(tags),
+        dataset=tags.get(Tags.DATASET, ""), digest=tags.get(Tags.DATASET_DIGEST, ""),
+        preset=tags.get(Tags.PRESET, ""),
+        image_size=tags.get(Tags.IMAGE_SIZE, run.data.params.get("image_size", "")),
         params=dict(run.data.params),
     )
 
@@ -80,7 +80,7 @@ def one_per_seed(runs, row_of: Callable[[Any], str]) -> tuple[list, list]:
     gives a run's row (a row split by setting gives each setting a row of its own)."""
     kept, copies, seen = [], [], set()
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id), reverse=True):
-        key = (row_of(run), run.data.tags.get(TAG_PREFIX + "seed", ""))
+        key = (row_of(run), run.data.tags.get(Tags.SEED, ""))
         if key[1] and key in seen:
             copies.append(run)
             continue
@@ -94,7 +94,7 @@ def _row_runs(runs) -> tuple[list[RunRecord], list[RunRecord]]:
     evaluated, waiting = [], []
     for run in runs:
         tags = run.data.tags
-        if tags.get(TAG_PREFIX + "method") in (REPORT_METHOD, FCN_METHOD, NULL_METHOD) or not tags.get(TAG_PREFIX + "row"):
+        if tags.get(Tags.METHOD) in (REPORT_METHOD, FCN_METHOD, NULL_METHOD) or not tags.get(Tags.ROW):
             continue
         record = _record(run)
         (evaluated if _evaluated(record) else waiting).append(record)
@@ -103,7 +103,7 @@ def _row_runs(runs) -> tuple[list[RunRecord], list[RunRecord]]:
 
 def external(record: RunRecord) -> bool:
     """A row scored from images or a checkpoint made outside cgbench (cgbench eval --images/--checkpoint)."""
-    return record.tags.get(TAG_PREFIX + "method") == EXTERNAL_METHOD
+    return record.tags.get(Tags.METHOD) == EXTERNAL_METHOD
 
 
 def check_not_mixed(records: Sequence[RunRecord], source: str) -> None:
@@ -136,12 +136,12 @@ def check_not_mixed(records: Sequence[RunRecord], source: str) -> None:
 
 def precision(record: RunRecord) -> str:
     """The precision a run's forward passes ran in (runs from before the tag were fp32)."""
-    return record.tags.get(TAG_PREFIX + "precision", "fp32")
+    return record.tags.get(Tags.PRECISION, "fp32")
 
 
 def prep(record: RunRecord) -> str:
     """The run's data preparation (runs from before the key used ``clean``)."""
-    return record.tags.get(TAG_PREFIX + "prep", "clean")
+    return record.tags.get(Tags.PREP, "clean")
 
 
 def null_records(client, records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -152,7 +152,7 @@ def null_records(client, records: Sequence[RunRecord]) -> list[RunRecord]:
         return []
     digest, size, preparation = records[0].digest, records[0].image_size, prep(records[0])
     runs = _all_runs(client, [e.experiment_id for e in client.search_experiments()],
-                     f"tags.`{TAG_PREFIX}method` = '{NULL_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = "
+                     f"tags.`{Tags.METHOD}` = '{NULL_METHOD}' and tags.`{Tags.DATASET_DIGEST}` = "
                      f"'{digest}' and attributes.status = 'FINISHED'")
     fcns = {r.tags.get(FCN_TAG) for r in records} - {None}
     direction_of = {row: d for d, rows in NULL_ROWS.items() for row in rows}
@@ -186,7 +186,7 @@ def ground_truths(client, records: Sequence[RunRecord]) -> list[dict[str, float]
     if not digest:
         return []
     fcn_runs = _all_runs(client, [e.experiment_id for e in client.search_experiments()],
-                         f"tags.`{TAG_PREFIX}method` = '{FCN_METHOD}' and tags.`{TAG_PREFIX}dataset_digest` = "
+                         f"tags.`{Tags.METHOD}` = '{FCN_METHOD}' and tags.`{Tags.DATASET_DIGEST}` = "
                          f"'{digest}' and attributes.status = 'FINISHED'")
     out = []
     for run in fcn_runs:
@@ -199,7 +199,7 @@ def ground_truths(client, records: Sequence[RunRecord]) -> list[dict[str, float]
 
 def base_row(record: RunRecord) -> str:
     """The row a run was made for (its ``cgbench.row``), also when a split setting renamed it."""
-    return record.tags.get(TAG_PREFIX + "row", record.row)
+    return record.tags.get(Tags.ROW, record.row)
 
 
 def settings_apart(records: Sequence[RunRecord], source: str, split: bool) -> list[RunRecord]:
@@ -287,8 +287,8 @@ def fcn_ladder(client, records: Sequence[RunRecord]) -> str:
     steps = [f"{text} {m[key]:.3f}" for text, rung in hardest if (key := f"{LADDER_PREFIX}/{rung}/per_pixel_acc") in m]
     if not steps or f"{GROUND_TRUTH_PREFIX}/per_pixel_acc" not in m:
         return ""
-    verdict = ("it falls on every rung" if tags.get(TAG_PREFIX + "fcn.ladder_falls") == "true" else
-               f"it does not fall for {tags.get(TAG_PREFIX + 'fcn.ladder_flat', '?')}: there the FCN cannot see the damage")
+    verdict = ("it falls on every rung" if tags.get(Tags.FCN_LADDER_FALLS) == "true" else
+               f"it does not fall for {tags.get(Tags.FCN_LADDER_FLAT, '?')}: there the FCN cannot see the damage")
     return (f"The FCN's degradation ladder (real photos, per-pixel acc.): clean {m[f'{GROUND_TRUTH_PREFIX}/per_pixel_acc']:.3f}, "
             + ", ".join(steps) + f"; {verdict}.")
 

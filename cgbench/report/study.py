@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from cgbench.errors import CgbenchError
-from cgbench.protocol import TAG_PREFIX
+from cgbench.protocol import Tags
 from cgbench.report.paper import TABLES
 from cgbench.report.render import CSV_FIELDS, latex_escape
 
@@ -25,7 +25,8 @@ NUMBER = 1
 TITLE = '"Real vs fake" perceptual study: % of scored trials in which the generated image was judged real'
 #: (our direction, its name, the paper's column on maps↔aerial photos)
 COLUMNS = (("labels2photo", "labels→photo", "map→photo"), ("photo2labels", "photo→labels", "photo→map"))
-#: The paper's Table 1 (REFERENCE.md): row key → (name, (mean, s.e. or None) per column), in percent.
+#: The paper's Table 1 (docs/protocol.md#table-1-the-perceptual-study): row key → (name, (mean, s.e. or
+#: None) per column), in percent.
 PUBLISHED: dict[str, tuple[str, tuple[tuple[float, float | None], ...]]] = {
     "cogan": ("CoGAN", ((0.6, None), (0.9, None))),
     "bigan": ("BiGAN/ALI", ((2.1, None), (1.9, None))),
@@ -78,13 +79,13 @@ def fill(runs: Iterable, source: str) -> StudyTable:
         cells = {d: c for d, _, _ in COLUMNS if (c := _cell(run.data.metrics, d)) is not None}
         if cells:
             tags = run.data.tags
-            key = tags.get(TAG_PREFIX + "row") or tags.get(TAG_PREFIX + "method", "?")
+            key = tags.get(Tags.ROW) or tags.get(Tags.METHOD, "?")
             studied.append((run, Line(key, ROW_NAMES.get(key, key), run.info.run_id,
                                       tags.get("mlflow.runName", run.info.run_id), cells)))
     if not studied:
         raise CgbenchError(f"no run of {source} has study results; serve a study (cgbench study serve --run RUN_ID "
                            "...), then record it (cgbench study results)")
-    kinds = {(r.data.tags.get(TAG_PREFIX + "dataset", "?"), r.data.tags.get(TAG_PREFIX + "dataset_digest", ""),
+    kinds = {(r.data.tags.get(Tags.DATASET, "?"), r.data.tags.get(Tags.DATASET_DIGEST, ""),
               r.data.params.get("image_size", "?")) for r, _ in studied}
     if len(kinds) > 1:
         what = "; ".join(f"{d} (data {g[:8] or '?'}) at {s}px" for d, g, s in sorted(kinds))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from cgbench.protocol import (
-    DISTANCE_METRICS, NULL_ROW_NAMES, NULL_ROWS, RANKED_DISTANCES, TAG_PREFIX, metric_key,
+    DISTANCE_METRICS, NULL_ROW_NAMES, NULL_ROWS, RANKED_DISTANCES, Tags, metric_key,
 )
 from cgbench.report.aggregate import ALPHA, Comparison, Stat, aggregate, compare, paired, significant
 from cgbench.report.paper import (
@@ -22,7 +22,7 @@ from cgbench.report.paper import (
 )
 
 #: The tag naming the FCN that scored a run's labels→photo scores ("run <id>" or a file).
-FCN_TAG = TAG_PREFIX + "eval.fcn.fcn"
+FCN_TAG = Tags.eval_fcn("fcn")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RunRecord:
 
     @property
     def random_features(self) -> bool:
-        return self.tags.get("cgbench.feature_weights") == "random"
+        return self.tags.get(Tags.FEATURE_WEIGHTS) == "random"
 
     def scored_by(self, direction: str) -> str:
         """The evaluator FCN that scored ``direction`` ("" where none did: photo→labels is scored

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from cgbench.data.sampler import to_uint8, to_unit_range
 from cgbench.errors import CgbenchError, ConfigError, DataError
 from cgbench.protocol import DIRECTIONS
-from evaluators.base import Batch, EvalContext, Evaluator, Result, discover
+from cgbench.plugins import Batch, EvalContext, Evaluator, Result, discover
 
 DEFAULT_METRICS = ("fcn", "seg")
 

@@ -28,10 +28,10 @@ import torch
 
 from cgbench.data.labels import CLASS_NAMES
 from cgbench.errors import CgbenchError
-from cgbench.protocol import GROUND_TRUTH_PREFIX, TAG_PREFIX, metric_prefix
+from cgbench.protocol import GROUND_TRUTH_PREFIX, Tags, metric_prefix
 from cgbench.scoring.engine import Scored
 from cgbench.tracking import RunTracker
-from evaluators.base import Result, Segmenter, per_class_rows
+from cgbench.plugins import Result, Segmenter, per_class_rows
 
 
 def confusion_figure(confusion: torch.Tensor, title: str):
@@ -89,7 +89,7 @@ def write_result(
         record["per_class"] = rows
         tracker.log_text(per_class_csv(rows), f"{folder}/per_class.csv")
         name = describe.get("evaluator", prefix)
-        tracker.set_tags({f"{TAG_PREFIX}eval.{name}.classes": ",".join(record["evaluated_classes"])})
+        tracker.set_tags({Tags.eval_classes(name): ",".join(record["evaluated_classes"])})
     if result.confusion is not None:
         record["confusion"] = result.confusion.tolist()
         title = f"{prefix}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
@@ -121,7 +121,7 @@ def record_scores(
         if "fcn" in cls.needs and segmenter is not None:
             record["fcn"] = {"source": segmenter.source, "run_id": segmenter.run_id,
                              "image_size": segmenter.image_size, "ground_truth": segmenter.ground_truth}
-            tracker.set_tags({f"{TAG_PREFIX}eval.{cls.name}.fcn": segmenter.source})
+            tracker.set_tags({Tags.eval_fcn(cls.name): segmenter.source})
         write_result(tracker, cls.key_prefix(), scored.results[cls.name], step, record, declared=cls.metrics,
                      artifact_dir=cls.artifact_folder())
     if segmenter is not None and segmenter.ground_truth and any("fcn" in c.needs for c in scored.evaluators):

@@ -4,7 +4,7 @@
 * :func:`real_photos`: the real validation photos as if a translator had made them — the FCN
   score's ceiling (the tables' "ground truth" row).
 * :func:`null_sources`: translators that learned nothing — the floor every trained row must
-  clear (REFERENCE.md, "Floor and ceiling rows"):
+  clear (docs/protocol.md#floor-and-ceiling-rows):
 
   ========================  =============  ====================================================
   row                       direction      output for every input

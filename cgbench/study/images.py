@@ -74,14 +74,14 @@ def run_source(client, run_id: str, direction: str, device: str = "auto") -> Run
     opens a run: :func:`cgbench.evaluate.open_trained_run`)."""
     from cgbench.devices import resolve_device
     from cgbench.evaluate import open_trained_run, run_data_root
-    from cgbench.protocol import TAG_PREFIX
+    from cgbench.protocol import Tags
 
     dev = resolve_device(device)
     trained = open_trained_run(client, run_id, dev, "shown in a study")
     config, translate = trained.config, trained.source.translators[direction]
     root = run_data_root(trained.run, config.data, None, config.image_size)
     return RunSource(lambda inputs: translate(inputs, None), dev, trained.step, config.image_size, root,
-                     trained.run.data.tags.get(TAG_PREFIX + "dataset", root.name), config.prep)
+                     trained.run.data.tags.get(Tags.DATASET, root.name), config.prep)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cgbench.errors import CgbenchError
-from cgbench.protocol import TAG_PREFIX as TAG
+from cgbench.protocol import Tags
 from cgbench.sweep.coordination import refresh, wait_for_writer
 from cgbench.sweep.plan import Child, ChildStatus
 from cgbench.sweep.stopping import SweepInterrupted
@@ -84,7 +84,7 @@ def _train_and_evaluate(child: Child, job: ChildJob, on_progress: Callable[[str,
         result = train(
             None if resume else child.config, tracking_uri=job.tracking_uri, experiment=job.experiment,
             preset=job.preset, resume_run_id=run_id if resume else None, parent_run_id=job.parent_run_id,
-            tags={TAG + "sweep": job.parent_run_id, TAG + "row": child.row.key},
+            tags={Tags.SWEEP: job.parent_run_id, Tags.ROW: child.row.key},
             run_name=f"{child.row.key}-seed{child.seed}", progress=False, echo=quiet,
             on_progress=lambda it, total: on_progress(child.label, it, total), device=device,
         )

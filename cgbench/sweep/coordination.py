@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from cgbench.tracking import Lease
 from cgbench.protocol import SWEEP_METHOD
-from cgbench.protocol import TAG_PREFIX as TAG
+from cgbench.protocol import Tags
 from cgbench.sweep.plan import Child, ChildStatus, Plan, sweep_key
 
 WAIT_POLL_SECONDS = 2.0  # how often a sweep looks whether another sweep's children are done
@@ -22,7 +22,7 @@ def open_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, echo: Call
     spec, client = plan.spec, client_for(tracking_uri)
     key = sweep_key(spec, plan.preset, plan.seeds, plan.data, plan.sets)
     with Lease(client, f"sweep/{key}").hold(echo):  # two sweeps started at once make one parent
-        existing = search_runs(client, [plan.experiment], f"tags.`{TAG}sweep_key` = '{key}'",
+        existing = search_runs(client, [plan.experiment], f"tags.`{Tags.SWEEP_KEY}` = '{key}'",
                                order_by=["attributes.start_time DESC"], max_results=1)
         if existing:
             parent = RunTracker.reopen(tracking_uri, existing[0].info.run_id)
@@ -36,9 +36,9 @@ def _new_parent(plan: Plan, ref, jobs: int, tracking_uri: str | None, key: str, 
 
     spec = plan.spec
     parent = RunTracker.create(tracking_uri, plan.experiment, f"sweep-{spec.name}", {
-        TAG + "method": SWEEP_METHOD, TAG + "sweep_key": key, TAG + "spec": spec.name,
-        TAG + "preset": plan.preset, TAG + "dataset": ref.name, TAG + "seeds": ",".join(map(str, plan.seeds)),
-        TAG + "tables": ",".join(map(str, spec.tables)),
+        Tags.METHOD: SWEEP_METHOD, Tags.SWEEP_KEY: key, Tags.SPEC: spec.name,
+        Tags.PRESET: plan.preset, Tags.DATASET: ref.name, Tags.SEEDS: ",".join(map(str, plan.seeds)),
+        Tags.TABLES: ",".join(map(str, spec.tables)),
     })
     parent.log_params({"spec": spec.path, "preset": plan.preset, "seeds": list(plan.seeds), "data": plan.data,
                        "evaluators": list(spec.evaluators), "rows": [r.key for r in spec.rows], "jobs": jobs,
@@ -57,7 +57,7 @@ def existing_children(client, parent_run_id: str) -> dict[tuple[str, int], Any]:
                        order_by=["attributes.start_time DESC"])
     found = {}
     for run in runs:
-        key = (run.data.tags.get(TAG + "row", ""), int(run.data.tags.get(TAG + "seed", -1)))
+        key = (run.data.tags.get(Tags.ROW, ""), int(run.data.tags.get(Tags.SEED, -1)))
         found.setdefault(key, run)  # newest first
     return found
 
@@ -124,7 +124,7 @@ def wait_for_others(client, parent_run_id: str, elsewhere: list[Child], leases: 
 
 def refresh(child: Child, parent_run_id: str, tracking_uri: str | None, evaluators: tuple[str, ...]) -> None:
     """The child's status as the store has it now (see :func:`classify`)."""
-    from evaluators.base import discover
+    from cgbench.plugins import discover
 
     from cgbench.tracking import client_for
 

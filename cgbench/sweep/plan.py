@@ -81,7 +81,7 @@ class Plan:
 def make_plan(spec_path, seeds, jobs: int, preset: str | None, data: str | None, sets: dict[str, Any] | None,
               experiment: str | None) -> Plan:
     """The spec, checked, and one child per (row, seed); nothing is recorded."""
-    from evaluators.base import discover
+    from cgbench.plugins import discover
 
     spec = load_spec(spec_path)
     preset = preset or spec.preset

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from cgbench.durations import fmt_seconds
 from cgbench.tracking import Lease
-from cgbench.protocol import TAG_PREFIX as TAG
+from cgbench.protocol import Tags
 from cgbench.sweep.child import ChildJob
 from cgbench.sweep.coordination import claim_children, classify, existing_children, open_parent, wait_for_others
 from cgbench.sweep.executors import execute, make_executor
@@ -150,6 +150,6 @@ def prepare_scoring(plan: Plan, parent, tracking_uri: str | None, progress: bool
     fcn_run_id = None
     if any("fcn" in plan.installed[e].needs for e in plan.spec.evaluators):
         fcn_run_id = ensure_fcn(config, tracking_uri, plan.experiment, plan.preset, progress, echo)
-        parent.set_tags({TAG + "fcn_run": fcn_run_id})
+        parent.set_tags({Tags.FCN_RUN: fcn_run_id})
     prepare_floor(config, plan.spec.evaluators, fcn_run_id, tracking_uri, plan.experiment, echo)
     return fcn_run_id

@@ -87,7 +87,7 @@ def check_training_run(run) -> None:
 
     method = run.data.tags.get(Tags.METHOD)
     if method not in METHODS:
-        raise ConfigError(f"run {run.info.run_id} is not a training run (cgbench.method={method!r}); --resume "
+        raise ConfigError(f"run {run.info.run_id} is not a training run ({Tags.METHOD}={method!r}); --resume "
                           "continues runs made by `cgbench run`")
 
 
