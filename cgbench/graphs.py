@@ -115,28 +115,29 @@ class CapturedSteps:
             rate.fill_(group["lr"])
 
     def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Warm up exactly on a side stream, then capture the generator and the discriminator step."""
+        """Warm up exactly on a side stream, then capture the generator and the discriminator step
+        (on the method's device, whichever device is current: a sweep's child may run on cuda:1)."""
         (generator_step, discriminator_step), device = self.eager, self.method.device
-        self.x, self.y = x.detach().clone(), y.detach().clone()
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*capturable=True.*")  # the warm-up runs Adam uncaptured
-            warm_up_exactly(self.method, generator_step, discriminator_step, self.x, self.y)
-        torch.cuda.current_stream(device).wait_stream(side)
-        for net in self.method.networks.values():
-            for p in net.parameters():
-                p.grad = None  # so the captured backward allocates the gradients in the graph's pool
-        with self._learning_rates_as_tensors():
-            self.generator = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.generator):
-                terms, self.fakes = generator_step(self.x, self.y)
-            self.generator_terms = _detached(terms)  # the graph's outputs, rewritten by every replay
-            self.pooled = {name: torch.empty_like(fake) for name, fake in self.fakes.items()}
-            self.discriminator = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.discriminator):
-                terms = discriminator_step(self.x, self.y, self.pooled)
-            self.discriminator_terms = _detached(terms)
+        with torch.cuda.device(device):
+            self.x, self.y = x.detach().clone(), y.detach().clone()
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*capturable=True.*")  # the warm-up runs Adam uncaptured
+                warm_up_exactly(self.method, generator_step, discriminator_step, self.x, self.y)
+            torch.cuda.current_stream(device).wait_stream(side)
+            for net in self.method.networks.values():
+                for p in net.parameters():
+                    p.grad = None  # so the captured backward allocates the gradients in the graph's pool
+            with self._learning_rates_as_tensors():
+                self.generator, self.discriminator = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.generator, stream=side):
+                    terms, self.fakes = generator_step(self.x, self.y)
+                self.generator_terms = _detached(terms)  # the graph's outputs, rewritten by every replay
+                self.pooled = {name: torch.empty_like(fake) for name, fake in self.fakes.items()}
+                with torch.cuda.graph(self.discriminator, stream=side):
+                    terms = discriminator_step(self.x, self.y, self.pooled)
+                self.discriminator_terms = _detached(terms)
 
     def _groups(self) -> list[dict[str, Any]]:
         return [group for opt in self.method.optimizers.values() for group in opt.param_groups]
