@@ -43,7 +43,7 @@ runs the fast and the plain step from one seed and compares their losses):
     torch.compile of every network with that mode (``reduce-overhead`` brings CUDA graphs).
 ``cuda_graphs``
     the generator step and the discriminator step captured as two CUDA graphs and replayed
-    (:class:`cgbench.graphs.CapturedSteps`): two launches per step instead of hundreds. CUDA only,
+    (:class:`cgbench.graphs.CapturedSteps`): a step's kernels launched as two graphs. CUDA only,
     for a method that declares its step graph-safe, in one process, without torch.compile.
 ``cudnn_benchmark``
     cudnn's autotuner (CUDA only).

@@ -91,9 +91,12 @@ step bench-paper 130 cgbench bench --data "$data" --preset paper --set amp=off -
 #    otherwise. (The file's CPU tests run with the suite; -k keeps the CUDA ones.)
 step equivalence 100 python3 -m pytest -q -p no:cacheprovider -rs --tb=short tests/test_cuda_graphs.py \
   -k "captured or with_cuda_graphs" --junitxml="$out/equivalence.xml"
-# 4. N runs sharing the GPU (a table's runs on one GPU), with and without graphs; then under MPS.
-step share 120 cgbench bench --data "$data" --preset paper --set amp=off --share 1 --share 2 --share 4 --share 8 \
-  --share-seconds 6 --json "$out/share.json"
+# 4. N runs sharing the GPU (a table's runs on one GPU), with and without graphs, the many first (two
+#    commands: each writes its JSON, whatever happens to the other); then under MPS.
+step share-8-4 70 cgbench bench --data "$data" --preset paper --set amp=off --share 8 --share 4 --share-seconds 6 \
+  --json "$out/share-8-4.json"
+step share-2-1 55 cgbench bench --data "$data" --preset paper --set amp=off --share 2 --share 1 --share-seconds 6 \
+  --json "$out/share-2-1.json"
 if command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY="$out/mps-pipe" CUDA_MPS_LOG_DIRECTORY="$out/mps-log"
   step share-mps 70 bash -c mps_share
@@ -119,11 +122,11 @@ if bench:
     p = bench["presets"]["paper"]
     summary["paper"] = {"fast_s": p["fast"]["median"], "plain_s": p["plain"]["median"], "ratio": p["ratio"],
                         "speed": p["speed"], "gpu": p.get("gpu"), "cuda_peak_bytes": p["cuda_peak_bytes"]}
-for name in ("share", "share-mps"):
-    share = read(f"{name}.json")
-    if share:
-        summary[name] = {n: {way: r[way]["member_steps_per_s"] for way in share["share"]["paper"]["variants"]}
-                         for n, r in share["share"]["paper"]["runs"].items()}
+for name, files in (("share", ("share-2-1.json", "share-8-4.json")), ("share-mps", ("share-mps.json",))):
+    for share in filter(None, map(read, files)):  # member-steps/s of N runs, per variant
+        paper = share["share"]["paper"]
+        summary.setdefault(name, {}).update({n: {way: r[way]["member_steps_per_s"] for way in paper["variants"]}
+                                             for n, r in paper["runs"].items()})
 if (out / "equivalence.xml").exists():
     suite = next(ET.parse(out / "equivalence.xml").getroot().iter("testsuite"))
     summary["equivalence"] = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
