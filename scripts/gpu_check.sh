@@ -93,9 +93,9 @@ step equivalence 100 python3 -m pytest -q -p no:cacheprovider -rs --tb=short tes
   -k "captured or with_cuda_graphs" --junitxml="$out/equivalence.xml"
 # 4. N runs sharing the GPU (a table's runs on one GPU), with and without graphs, the many first (two
 #    commands: each writes its JSON, whatever happens to the other); then under MPS.
-step share-8-4 70 cgbench bench --data "$data" --preset paper --set amp=off --share 8 --share 4 --share-seconds 6 \
+step share-8-4 80 cgbench bench --data "$data" --preset paper --set amp=off --share 8 --share 4 --share-seconds 6 \
   --json "$out/share-8-4.json"
-step share-2-1 55 cgbench bench --data "$data" --preset paper --set amp=off --share 2 --share 1 --share-seconds 6 \
+step share-2-1 60 cgbench bench --data "$data" --preset paper --set amp=off --share 2 --share 1 --share-seconds 6 \
   --json "$out/share-2-1.json"
 if command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY="$out/mps-pipe" CUDA_MPS_LOG_DIRECTORY="$out/mps-log"

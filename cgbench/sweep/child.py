@@ -37,7 +37,7 @@ CHILDREN_PER_GPU = 1
 
 def default_jobs(gpu_count: int) -> int:
     """``--jobs`` when not given: :data:`CHILDREN_PER_GPU` per GPU, and one child without a GPU."""
-    return max(1, CHILDREN_PER_GPU * gpu_count) if gpu_count else 1
+    return max(1, CHILDREN_PER_GPU * gpu_count)
 
 
 def gpu_slots(jobs: int, gpu_count: int) -> list[int]:
