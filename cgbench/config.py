@@ -79,6 +79,7 @@ class Config:
     fused_adam: str = "auto"  # auto|on|off: torch's fused Adam
     compile_mode: str = "off"  # off|default|reduce-overhead|max-autotune[-no-cudagraphs]: torch.compile
     cudnn_benchmark: bool = True  # cudnn autotuning (CUDA only)
+    cuda_graphs: str = "auto"  # auto|on|off: the G and D steps captured as CUDA graphs (CUDA, graph-safe methods)
     # --- the evaluator network behind the FCN score (``cgbench fcn train``) -------------
     fcn_arch: str = "fcn8s"  # "fcn8s" (FCN-8s sized for the data) or "fcn_resnet50" (torchvision)
     fcn_width: int = 64  # base channel width of fcn8s (unused by fcn_resnet50)

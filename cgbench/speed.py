@@ -41,6 +41,10 @@ runs the fast and the plain step from one seed and compares their losses):
     torch's fused Adam kernel instead of the per-parameter loop.
 ``compile_mode``
     torch.compile of every network with that mode (``reduce-overhead`` brings CUDA graphs).
+``cuda_graphs``
+    the generator step and the discriminator step captured as two CUDA graphs and replayed
+    (:class:`cgbench.graphs.CapturedSteps`): a step's kernels launched as two graphs. CUDA only,
+    for a method that declares its step graph-safe, in one process, without torch.compile.
 ``cudnn_benchmark``
     cudnn's autotuner (CUDA only).
 
@@ -77,6 +81,7 @@ class Speed:
     fused_adam: bool = False
     compile_mode: str = "off"
     cudnn_benchmark: bool = False
+    cuda_graphs: bool = False
 
     def tags(self) -> dict[str, str]:
         """What ran, as run tags (without the ``cgbench.`` prefix)."""
@@ -96,12 +101,12 @@ class Speed:
 #: The settings that make a step "plain": eager fp32, NCHW, per-parameter Adam, one backward.
 PLAIN_SETTINGS = dict(parallel_halves="off", group_norm_kernel="off", batched_discriminator="off",
                       tap_decomposition="off", channels_last="off", amp="off", fused_adam="off",
-                      compile_mode="off", cudnn_benchmark=False)
+                      compile_mode="off", cudnn_benchmark=False, cuda_graphs="off")
 
 
 def validate_speed(config) -> None:
     for key in ("parallel_halves", "group_norm_kernel", "batched_discriminator", "tap_decomposition",
-                "channels_last", "fused_adam"):
+                "channels_last", "fused_adam", "cuda_graphs"):
         if getattr(config, key) not in SWITCH:
             raise ConfigError(f"{key} takes one of {', '.join(SWITCH)}, not {getattr(config, key)!r}")
     if config.amp not in AMP_MODES:
@@ -136,7 +141,11 @@ def channels_last_is_exact(device: torch.device) -> bool:
 #: What a method may declare it can do (:attr:`cgbench.methods.base.Method.capabilities`).
 INDEPENDENT_HALVES = "independent_halves"  # its generator objective splits into two halves sharing no activation
 SHARED_DISCRIMINATOR_LOSS = "shared_discriminator_loss"  # its Ds judge real and fake through one loss function
-CAPABILITIES = (INDEPENDENT_HALVES, SHARED_DISCRIMINATOR_LOSS)
+# Its train_step is generator_step, query_pools, discriminator_step (cgbench.methods.base.Method), and
+# the two steps can be captured as CUDA graphs: fixed shapes, no random draws, no host syncs, no
+# tensor created outside the step that a later step needs (cgbench.graphs).
+GRAPH_SAFE_STEP = "graph_safe_step"
+CAPABILITIES = (INDEPENDENT_HALVES, SHARED_DISCRIMINATOR_LOSS, GRAPH_SAFE_STEP)
 
 
 def in_process_group() -> bool:
@@ -165,7 +174,22 @@ def resolve_speed(config, device: torch.device, capabilities: frozenset[str] = f
         fused_adam=_switch(config.fused_adam, True),
         compile_mode=config.compile_mode,
         cudnn_benchmark=bool(config.cudnn_benchmark) and cuda,
+        cuda_graphs=_cuda_graphs(config, device, GRAPH_SAFE_STEP in capabilities and single),
     )
+
+
+def _cuda_graphs(config, device: torch.device, graph_safe: bool) -> bool:
+    """On (auto) for CUDA where the method's step is graph-safe, in one process (DDP's all-reduce is
+    not captured), unless torch.compile already compiles the networks. Not measured yet: the
+    figures of ``scripts/gpu_check.sh`` are to set this (docs/speed.md)."""
+    value = config.cuda_graphs
+    if value == "on" and device.type != "cuda":
+        raise ConfigError(f"cuda_graphs=on needs a CUDA device, and this run is on {device.type}; "
+                          "use cuda_graphs=auto or off")
+    if value == "on" and config.compile_mode != "off":
+        raise ConfigError(f"cuda_graphs=on captures the step that compile_mode={config.compile_mode} compiles; "
+                          "choose one (cuda_graphs=off or compile_mode=off)")
+    return value != "off" and device.type == "cuda" and graph_safe and config.compile_mode == "off"
 
 
 def _channels_last(value: str, device: torch.device) -> bool:
@@ -276,8 +300,14 @@ def apply_kernels(networks, speed: Speed, device: torch.device) -> None:
 def accelerate(method) -> None:
     """Apply ``method.speed`` to the method's built networks: the kernels (:func:`apply_kernels`),
     then DistributedDataParallel when a process group is up and torch.compile
-    (:func:`cgbench.distributed.wrap_networks`)."""
+    (:func:`cgbench.distributed.wrap_networks`); with ``cuda_graphs`` the method's generator and
+    discriminator steps become CUDA graph replays (:class:`cgbench.graphs.CapturedSteps`,
+    captured on the first step)."""
     from cgbench.distributed import wrap_networks
 
     apply_kernels(method.networks.values(), method.speed, method.device)
     wrap_networks(method, method.speed.compile_mode)
+    if method.speed.cuda_graphs:
+        from cgbench.graphs import CapturedSteps
+
+        CapturedSteps(method).install()

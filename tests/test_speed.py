@@ -218,6 +218,7 @@ def test_resolved_speed_is_recorded_with_the_run(synth_dir, tracking_uri):
     run = MlflowClient(tracking_uri).get_run(result.run_id)
     assert run.data.tags["cgbench.speed.fused_adam"] == "false"
     assert run.data.tags["cgbench.speed.parallel_halves"] == "false"  # tiny runs on one thread
+    assert run.data.tags["cgbench.speed.cuda_graphs"] == ("true" if torch.cuda.is_available() else "false")
     assert run.data.tags["cgbench.precision"] == "fp32"
     assert run.data.params["fused_adam"] == "off" and run.data.params["amp"] == "off"
 
@@ -284,10 +285,30 @@ def test_bench_cli_reports_json_and_mlflow(synth_dir, tracking_uri, tmp_path):
     assert r["floor_s"] == min(floor["by_path"].values()) or floor["capped"]
     assert 0 < r["floor_share"] <= 1 and 0 < r["floor_share_plain"] <= 1
     assert 0 < r["tracking"]["share"] < 1 and r["peak_rss_bytes"] > 0 and r["eval"]["images_per_s"] > 0
+    if not torch.cuda.is_available():  # a CPU's JSON: what it always held, the graphs recorded as off
+        assert r["speed"]["cuda_graphs"] is False and "gpu" not in r and "share" not in report
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("cgbench-bench").experiment_id],
                               "tags.`cgbench.method` = 'bench'")
     assert len(runs) == 1 and runs[0].data.metrics["bench/tiny/ratio"] == pytest.approx(r["ratio"])
+
+
+def test_bench_share_measures_runs_stepping_side_by_side(synth_dir, tmp_path):
+    """--share N: N processes, each timing its own steps; every member's rate and their sum."""
+    out = run_cli("bench", "--data", str(synth_dir), "--preset", "tiny", "--share", "1", "--share", "2",
+                  "--share-seconds", "1", "--json", str(tmp_path / "bench.json"))
+    assert out.returncode == 0, out.stderr
+    assert "2 runs sharing the device" in out.stdout and "member-steps/s" in out.stdout
+    report = json.loads((tmp_path / "bench.json").read_text())
+    share = report["share"]["tiny"]
+    assert report["presets"] == {} and share["seconds"] == 1.0
+    assert set(share["variants"]) == ({"graphs", "eager"} if torch.cuda.is_available() else {"eager"})
+    for n in (1, 2):
+        run = share["runs"][str(n)]
+        for way in share["variants"]:
+            rates = run[way]["per_member"]
+            assert len(rates) == n and all(rate > 0 for rate in rates)
+            assert run[way]["member_steps_per_s"] == pytest.approx(sum(rates))
 
 
 def test_bench_bad_input_is_one_line(synth_dir):

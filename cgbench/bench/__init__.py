@@ -20,13 +20,22 @@ per-parameter Adam, one backward: :data:`cgbench.speed.PLAIN_SETTINGS`). It then
 * reports peak memory (RSS; and CUDA memory on a GPU);
 * times evaluation through the real path (:func:`cgbench.scoring.stream` with the ``fcn``
   evaluator): images per second through G and the FCN (an untrained FCN of the preset's
-  architecture: same cost as a trained one), and the confusion-matrix update in megapixels/s.
+  architecture: same cost as a trained one), and the confusion-matrix update in megapixels/s;
+* on a GPU, also times the step with and without CUDA graphs, the GPU's busy fraction, and the
+  floor from the GPU's measured fp32 and TF32 matmul peaks (:mod:`cgbench.bench.gpu`).
 
-Rooms: :mod:`cgbench.bench.floor` (the compute floor), :mod:`cgbench.bench.step` (one preset
-measured), :mod:`cgbench.bench.report` (the machine, the printed lines, the MLflow run).
+With ``--share N`` it measures instead how many runs one device takes at once: the aggregate
+throughput of N processes training side by side (:mod:`cgbench.bench.share`).
+
+Rooms: :mod:`cgbench.bench.paths` (the paths built and timed in alternating blocks),
+:mod:`cgbench.bench.floor` (the compute floor), :mod:`cgbench.bench.gpu` (the GPU's figures),
+:mod:`cgbench.bench.step` (one preset measured), :mod:`cgbench.bench.share` (runs sharing a
+device), :mod:`cgbench.bench.report` (the machine, the printed lines, the MLflow run).
 """
 
 from cgbench.bench.report import format_result, log_to_mlflow, machine
+from cgbench.bench.share import SHARE_SECONDS, share_throughput
 from cgbench.bench.step import PresetResult, bench_preset
 
-__all__ = ["PresetResult", "bench_preset", "format_result", "log_to_mlflow", "machine"]
+__all__ = ["SHARE_SECONDS", "PresetResult", "bench_preset", "format_result", "log_to_mlflow", "machine",
+           "share_throughput"]

@@ -61,6 +61,8 @@ def format_result(r: PresetResult) -> list[str]:
     if r.cuda_peak_bytes is not None:
         memory += f", CUDA peak {r.cuda_peak_bytes / 2**20:.0f} MiB"
     lines.append(memory)
+    if r.gpu:
+        lines += format_gpu(r.gpu, r.flops)
     if r.eval:
         e = r.eval
         lines.append(f"  evaluation: {e['images_per_s']:.1f} images/s through G + FCN (batch {e['batch_size']}, "
@@ -69,13 +71,27 @@ def format_result(r: PresetResult) -> list[str]:
     return lines
 
 
-def log_to_mlflow(report: dict[str, Any], tracking_uri: str | None, experiment: str) -> str:
-    """Record the benchmark as a ``cgbench.method=bench`` run: metrics per preset and the JSON."""
-    from cgbench.protocol import BENCH_METHOD, Tags
-    from cgbench.tracking import RunTracker
+def format_gpu(gpu: dict[str, Any], flops: int) -> list[str]:
+    """The GPU's lines: the step with and without CUDA graphs, busy fractions, peaks and floors."""
+    peak, floor = gpu["peak_flops_per_s"], gpu["floor_s"]
+    tf32 = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in gpu["tf32"].items())
+    lines = [f"  GPU peak (large matmuls): fp32 {peak['fp32'] / 1e12:.1f} TFLOP/s, TF32 {peak['tf32'] / 1e12:.1f} "
+             f"TFLOP/s; the step's {flops / 1e9:.1f} GFLOP need at least {ms(floor['fp32'])} in fp32, "
+             f"{ms(floor['tf32'])} in TF32 (TF32 in the step: {tf32})"]
+    graphs = gpu["graphs"]
+    if "skipped" in graphs:
+        return lines + [f"  CUDA graphs: not measured ({graphs['skipped']})"]
+    on, off = graphs["on"], graphs["off"]
+    lines.append(f"  CUDA graphs: step {ms(on['median'])} ({ms(on['p10'])}-{ms(on['p90'])}) with, "
+                 f"{ms(off['median'])} ({ms(off['p10'])}-{ms(off['p90'])}) without; ratio {graphs['ratio']:.2f}x")
+    busy = {k: (f"{100 * b['fraction']:.0f}%" if "fraction" in b else b["error"]) for k, b in graphs["busy"].items()}
+    lines.append(f"  GPU busy (kernels and copies / wall time, torch.profiler): {busy['on']} with CUDA graphs, "
+                 f"{busy['off']} without")
+    return lines
 
-    tracker = RunTracker.create(tracking_uri, experiment, "bench", {Tags.METHOD: BENCH_METHOD})
-    tracker.log_environment()
+
+def _metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Every preset's headline figures as MLflow metrics."""
     metrics = {}
     for preset, r in report["presets"].items():
         metrics.update({
@@ -89,7 +105,26 @@ def log_to_mlflow(report: dict[str, Any], tracking_uri: str | None, experiment: 
             metrics[f"bench/{preset}/tracking_share"] = r["tracking"]["share"]
         if r["eval"]:
             metrics[f"bench/{preset}/eval_images_per_s"] = r["eval"]["images_per_s"]
-    tracker.log_metrics(metrics, 0)
+        graphs = (r.get("gpu") or {}).get("graphs", {})
+        if "ratio" in graphs:
+            metrics[f"bench/{preset}/graphs_s"] = graphs["on"]["median"]
+            metrics[f"bench/{preset}/graphs_off_s"] = graphs["off"]["median"]
+            metrics[f"bench/{preset}/graphs_ratio"] = graphs["ratio"]
+    for preset, share in report.get("share", {}).items():
+        for n, run in share["runs"].items():
+            for way in share["variants"]:
+                metrics[f"bench/{preset}/share_{n}/{way}_member_steps_per_s"] = run[way]["member_steps_per_s"]
+    return metrics
+
+
+def log_to_mlflow(report: dict[str, Any], tracking_uri: str | None, experiment: str) -> str:
+    """Record the benchmark as a ``cgbench.method=bench`` run: metrics per preset and the JSON."""
+    from cgbench.protocol import BENCH_METHOD, Tags
+    from cgbench.tracking import RunTracker
+
+    tracker = RunTracker.create(tracking_uri, experiment, "bench", {Tags.METHOD: BENCH_METHOD})
+    tracker.log_environment()
+    tracker.log_metrics(_metrics(report), 0)
     tracker.flush()
     tracker.log_json(report, "bench.json")
     tracker.end("FINISHED")

@@ -8,80 +8,22 @@ import dataclasses
 import resource
 import statistics
 import tempfile
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
 from cgbench.bench.floor import compute_floor, matmul_throughput
+from cgbench.bench.gpu import gpu_figures
+from cgbench.bench.paths import REPLAYS, Stopwatch, alternate, build, instrument, warm_up
 from cgbench.config import Config
-from cgbench.speed import PLAIN_SETTINGS, accelerate
-from cgbench.timing import Spread, median_seconds, seconds
-from cgbench.timing import sync as _sync
+from cgbench.speed import PLAIN_SETTINGS
+from cgbench.timing import Spread, median_seconds
 
-BLOCK = 5  # timed steps of one path before switching to the other
 BUDGET_S, MIN_ITERS, MAX_ITERS = 20.0, 10, 100  # default number of timed steps per path
 
-# --- measuring ------------------------------------------------------------------------------
-
-
-class Stopwatch:
-    """Accumulates seconds per part within one step; ``lap()`` returns and resets them."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.parts: dict[str, float] = {}
-        self._open: dict[str, float] = {}
-
-    def start(self, part: str) -> None:
-        _sync(self.device)
-        self._open[part] = time.perf_counter()
-
-    def stop(self, part: str) -> None:
-        _sync(self.device)
-        self.parts[part] = self.parts.get(part, 0.0) + time.perf_counter() - self._open.pop(part)
-
-    @contextmanager
-    def measure(self, part: str) -> Iterator[None]:
-        self.start(part)
-        try:
-            yield
-        finally:
-            self.stop(part)
-
-    def lap(self) -> dict[str, float]:
-        parts, self.parts = self.parts, {}
-        return parts
-
-
-def instrument(method, watch: Stopwatch) -> Callable[[], None]:
-    """Time the optimiser steps (hooks) and the image pools (a timed ``query``) of ``method``;
-    returns the function that removes the instruments."""
-    handles = []
-    for optimizer in method.optimizers.values():
-        handles.append(optimizer.register_step_pre_hook(lambda *_: watch.start("optimizer")))
-        handles.append(optimizer.register_step_post_hook(lambda *_: watch.stop("optimizer")))
-    for pool in method.pools.values():
-        query = pool.query
-
-        def timed(images, query=query):
-            with watch.measure("image pool"):
-                return query(images)
-
-        pool.query = timed
-
-    def remove() -> None:
-        for handle in handles:
-            handle.remove()
-        for pool in method.pools.values():
-            pool.__dict__.pop("query", None)
-
-    return remove
-
+# --- measuring ---------------------------------------------------------------------------
 
 
 def step_flops(method, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -141,19 +83,13 @@ class PresetResult:
     peak_rss_scope: str  # "preset" (reset before it) or "process" (where the peak cannot be reset)
     cuda_peak_bytes: int | None
     eval: dict[str, float] = field(default_factory=dict)
+    gpu: dict[str, Any] | None = None  # on CUDA: graphs on/off, busy fraction, peaks (cgbench.bench.gpu)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _build(config: Config, device: torch.device):
-    from cgbench.methods import get_method
-
-    torch.manual_seed(config.seed)
-    method = get_method(config.method)(config, device)
-    accelerate(method)
-    method.train(True)
-    return method
+        out = dataclasses.asdict(self)
+        if self.gpu is None:  # a CPU's JSON holds what it always held
+            del out["gpu"]
+        return out
 
 
 def bench_preset(
@@ -194,8 +130,8 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    fast = _build(config, device)
-    plain = _build(config.replace(**PLAIN_SETTINGS), device)
+    fast = build(config, device)
+    plain = build(config.replace(**PLAIN_SETTINGS), device)
     sampler = (PairedSampler if fast.paired else UnpairedSampler)(
         data.labels_rgb, data.photos, config.image_size, config.batch_size, config.seed, config.flip, config.disjoint
     )
@@ -203,25 +139,33 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
          f"{config.n_blocks} blocks, batch {config.batch_size}; {device.type}, {threads} threads; "
          f"fast path: {fast.speed.describe()}")
 
-    plain_step = _warm_up(fast, plain, sampler, device, warmup)
+    plain_step = warm_up(fast, plain, sampler, device, warmup)
     if iters is None:  # as many as fit in the budget: noisy machines need many cheap steps
         iters = int(min(MAX_ITERS, max(MIN_ITERS, BUDGET_S / plain_step)))
     if tracking_iters is None:
         tracking_iters = iters
-    fast_s, plain_s, laps, block_ratios = _time_in_blocks(fast, plain, sampler, device, iters, first_step=warmup)
+    watch = Stopwatch(device)
+    remove = instrument(fast, watch)  # after warm-up: a captured step is captured by then
+    try:
+        fast_s, plain_s, laps, block_ratios = alternate(fast, plain, sampler, device, iters, warmup, watch)
+    finally:
+        remove()
 
-    parts = ("data wait", "forward + backward", "optimizer", "image pool")
+    parts = ("data wait", REPLAYS, "image pool") if fast.speed.cuda_graphs else (
+        "data wait", "forward + backward", "optimizer", "image pool")
     breakdown = {p: statistics.median(lap.get(p, 0.0) for lap in laps) for p in parts} if laps else {}
     x, y = sampler.batch(0, device)
     flops = step_flops(plain, x, y)
-    eager = config.replace(parallel_halves="off", compile_mode="off")  # the fast path's kernels, on one thread
-    floor = compute_floor(_build(eager, device), plain, device, x, y, fastest_step=min(fast_s + plain_s), echo=echo)
+    # the fast path's kernels, eagerly on one thread (a graph replay shows its kernels to no dispatch mode)
+    eager = config.replace(parallel_halves="off", compile_mode="off", cuda_graphs="off")
+    floor = compute_floor(build(eager, device), plain, device, x, y, fastest_step=min(fast_s + plain_s), echo=echo)
     throughput = matmul_throughput(device, torch.bfloat16 if fast.speed.amp == "bf16" else torch.float32)
     fast_spread, plain_spread = Spread.of(fast_s), Spread.of(plain_s)
     peak = peak_rss_bytes()
     cuda_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     speed = dataclasses.asdict(fast.speed)
     del fast, plain
+    gpu = gpu_figures(config, sampler, device, iters, warmup, flops, echo) if device.type == "cuda" else None
 
     tracking = measure_tracking(config, preset, tracking_iters, tracking_store) if tracking_iters > 0 else {}
     if tracking:
@@ -235,51 +179,11 @@ def _bench_preset(config: Config, preset: str, device: torch.device, iters: int 
         floor_s=floor["seconds"], floor=floor,
         floor_share=floor["seconds"] / fast_spread.median, floor_share_plain=floor["seconds"] / plain_spread.median,
         peak_rss_bytes=peak, peak_rss_scope="preset" if rss_reset else "process", cuda_peak_bytes=cuda_peak,
+        gpu=gpu,
     )
     if with_eval:
         result.eval = bench_eval(config, device, data.ref.root)
     return result
-
-
-def _warm_up(fast, plain, sampler, device: torch.device, warmup: int) -> float:
-    """``warmup`` steps of both paths (torch.compile's compilation among them, if on); the plain
-    path's last step time, which sizes the run when no iteration count is given."""
-    plain_step = float("nan")
-    for step in range(max(warmup, 1)):
-        x, y = sampler.batch(step, device)
-        with fast.halves.pinned_threads():
-            fast.train_step(x, y)
-        plain_step = seconds(partial(plain.train_step, x, y), device)
-    return plain_step
-
-
-def _time_in_blocks(fast, plain, sampler, device: torch.device, iters: int, first_step: int):
-    """Per-step seconds of the fast and the plain path, the fast path's per-part laps, and each
-    block's ratio of medians. Blocks of BLOCK steps, fast and plain in turn, on the same batches:
-    the thread count changes only between blocks (see speed.Halves), and a noisy machine slows both alike."""
-    watch = Stopwatch(device)
-    remove = instrument(fast, watch)
-    fast_s, plain_s, laps, block_ratios = [], [], [], []
-    try:
-        step = first_step
-        while len(plain_s) < iters:
-            n = min(BLOCK, iters - len(fast_s))
-            batches, data_wait = [], []
-            for i in range(n):
-                data_wait.append(seconds(lambda: batches.append(sampler.batch(step + i, device)), device))
-            with fast.halves.pinned_threads():
-                for (x, y), wait in zip(batches, data_wait):
-                    fast_s.append(seconds(partial(fast.train_step, x, y), device))
-                    lap = {"data wait": wait, **watch.lap()}
-                    lap["forward + backward"] = fast_s[-1] - lap.get("optimizer", 0.0) - lap.get("image pool", 0.0)
-                    laps.append(lap)
-            for x, y in batches:
-                plain_s.append(seconds(partial(plain.train_step, x, y), device))
-            block_ratios.append(statistics.median(plain_s[-n:]) / statistics.median(fast_s[-n:]))
-            step += n
-    finally:
-        remove()
-    return fast_s, plain_s, laps, block_ratios
 
 
 def measure_tracking(config: Config, preset: str, iters: int, store: str | None = None) -> dict[str, float]:

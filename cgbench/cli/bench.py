@@ -33,18 +33,24 @@ from cgbench.cli.common import PRESET_NAMES, data_options, handle_errors, resolv
 @click.option("--tracking-store", default=None, metavar="URI",
               help="The MLflow store the tracking figure's runs write to, e.g. http://HOST:PORT of a server "
                    "(default: a throwaway sqlite file).")
+@click.option("--share", "shares", type=int, multiple=True, metavar="N",
+              help="Instead of the step's figures: the aggregate throughput of N runs sharing the device, "
+                   "N processes stepping side by side (repeatable; on a GPU with and without CUDA graphs).")
+@click.option("--share-seconds", type=float, default=None, help="Seconds each --share measurement steps. Default: 10.")
 @handle_errors
 def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_iters, with_eval, sets, json_path,
-          log_mlflow, experiment, tracking_uri, tracking_store):
+          log_mlflow, experiment, tracking_uri, tracking_store, shares, share_seconds):
     """Time the training step (fast vs plain eager fp32), its parts, FLOPs, memory and evaluation."""
     import json
 
-    from cgbench.bench import bench_preset, format_result, log_to_mlflow, machine
+    from cgbench.bench import SHARE_SECONDS, bench_preset, format_result, log_to_mlflow, machine, share_throughput
     from cgbench.errors import ConfigError
     from cgbench.methods import get_method
 
     if (iters is not None and iters < 1) or warmup < 0:
         raise ConfigError("--iters must be >= 1 and --warmup >= 0")
+    if any(n < 1 for n in shares) or (share_seconds is not None and share_seconds <= 0):
+        raise ConfigError("--share takes a number of runs >= 1, and --share-seconds a positive number")
     get_method(method)
     presets = presets or ("cpu", "paper")
     configs = [(p, resolve_config(p, None, sets, data_dir, dataset, method=method, ablation=ablation))
@@ -54,6 +60,12 @@ def bench(data_dir, dataset, presets, method, ablation, iters, warmup, tracking_
     click.echo(f"{on['processor']}, {on['cpu_threads']} threads, torch {on['torch']}"
                + (f", {on['cuda']}" if on["cuda"] else ""))
     for preset, config in configs:
+        if shares:
+            click.echo(f"[{preset}] {config.method}/{config.ablation} at {config.image_size} px, runs sharing "
+                       f"the device for {share_seconds or SHARE_SECONDS:g} s (member-steps/s, all members together):")
+            report.setdefault("share", {})[preset] = share_throughput(config, shares, share_seconds or SHARE_SECONDS,
+                                                                       click.echo)
+            continue
         result = bench_preset(config, preset, iters=iters, warmup=warmup, tracking_iters=tracking_iters,
                               tracking_store=tracking_store, with_eval=with_eval, echo=click.echo)
         for line in format_result(result):

@@ -3,7 +3,9 @@
 A method owns its networks and optimisers, runs one training iteration with
 :meth:`Method.train_step`, names the loss terms it records, and exposes the two translators the
 evaluators need (labels→photo and photo→labels). The trainer, the tracking and the evaluators
-need nothing else from it.
+need nothing else from it. A method whose step is a generator step, the image pools' query and a
+discriminator step says so (:data:`cgbench.speed.GRAPH_SAFE_STEP`), and the speed layer may then
+capture the two steps as CUDA graphs (:mod:`cgbench.graphs`).
 """
 
 from __future__ import annotations
@@ -89,6 +91,33 @@ def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+#: What an optimiser's param groups say about how it computes, not what: this process's speed
+#: settings decide them, whatever the checkpoint it resumes from was written with.
+HOW_ADAM_RUNS = ("fused", "capturable", "foreach")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping how it runs (:data:`HOW_ADAM_RUNS`) and, where
+    it already holds state, the very tensors it holds, into which the loaded values are copied: a
+    step captured as a CUDA graph updates those tensors and no others."""
+    how = [{key: group[key] for key in HOW_ADAM_RUNS if key in group} for group in optimizer.param_groups]
+    held = {p: dict(s) for p, s in optimizer.state.items()}
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, how):
+        group.update(kept)
+        on_device = bool(group.get("capturable") or group.get("fused"))
+        for p in group["params"]:
+            loaded = optimizer.state.get(p, {})
+            for key, value in loaded.items():
+                if key == "step":  # fused and capturable Adam count on the device, plain Adam on the host
+                    value = value.to(p.device if on_device else "cpu", torch.float32)
+                old = held.get(p, {}).get(key)
+                if torch.is_tensor(old) and torch.is_tensor(value) and old.shape == value.shape:
+                    with torch.no_grad():
+                        value = old.copy_(value)
+                loaded[key] = value
+
+
 class Method:
     """The interface a training method implements. Subclasses register in ``cgbench.methods``."""
 
@@ -125,21 +154,48 @@ class Method:
         return norm
 
     def adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """The paper's optimiser, Adam(lr, β1, β2), fused when the speed settings say so."""
+        """The paper's optimiser, Adam(lr, β1, β2), fused when the speed settings say so, and
+        capturable (its step count on the device) when its step is captured as a CUDA graph."""
         c = self.config
-        return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), fused=self.speed.fused_adam or None)
+        return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), fused=self.speed.fused_adam or None,
+                                capturable=self.speed.cuda_graphs)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Where a step's forward passes run: bf16 autocast when ``amp=bf16`` was asked for, else
         plain fp32. Every method marks its forward passes with it, so a precision applies to every
-        method the same way; backward passes and optimiser steps stay outside."""
+        method the same way; backward passes and optimiser steps stay outside. (Under CUDA graphs
+        autocast must not cache its casts: a cached cast would outlive the capture.)"""
         if self.speed.amp == "off":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.speed.cuda_graphs)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One iteration on labels ``x`` (domain X) and photos ``y`` (domain Y), both in [-1, 1]."""
         raise NotImplementedError
+
+    # A method that declares GRAPH_SAFE_STEP runs its train_step as these three parts, and the speed
+    # layer may replay the two steps as CUDA graphs (cgbench.graphs): so the steps keep their shapes,
+    # draw no random numbers and never wait for the device (no .item()), and the pools' random
+    # choice happens between them, on the host.
+
+    def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                         dict[str, torch.Tensor]]:
+        """The generators' step (forward, losses, backward, optimiser step): its loss terms, and
+        this step's fakes (detached) by the name of the pool each goes to."""
+        raise NotImplementedError
+
+    def query_pools(self, fakes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The images the discriminators judge: each pool's answer to this step's fake."""
+        return {name: self.pools[name].query(fake) for name, fake in fakes.items()}
+
+    def discriminator_step(self, x: torch.Tensor, y: torch.Tensor,
+                           pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The discriminators' step on the real images and the pooled fakes: its loss terms."""
+        raise NotImplementedError
+
+    def recorded(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What train_step returns: every term the method records, in order, detached."""
+        return {term: terms[term].detach() for term in self.terms}
 
     def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -177,10 +233,12 @@ class Method:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint in place: into the networks' parameters and the optimisers' state
+        tensors (:func:`load_optimizer_state`), so a captured step goes on with the loaded values."""
         for k, net in self.networks.items():
             net.load_state_dict(state["networks"][k])
         for k, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][k])
+            load_optimizer_state(opt, state["optimizers"][k])
         for k, pool in self.pools.items():
             pool.load_state_dict(state["pools"][k], self.device)
 

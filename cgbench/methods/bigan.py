@@ -24,6 +24,7 @@ from torch import nn
 from cgbench.config import Config
 from cgbench.methods.base import GANLoss, ImagePool, Method, pool_seed, set_requires_grad
 from cgbench.models.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from cgbench.speed import GRAPH_SAFE_STEP
 
 
 class BiGAN(Method):
@@ -31,6 +32,7 @@ class BiGAN(Method):
 
     name = "bigan"
     terms = ("G_gan", "E_gan", "D")
+    capabilities = frozenset({GRAPH_SAFE_STEP})  # a G and E step, the pools' query, a D step
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
@@ -51,10 +53,15 @@ class BiGAN(Method):
         self.gan_loss = GANLoss(c.gan_mode)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        G, E, D = self.G, self.E, self.D
+        terms, pairs = self.generator_step(x, y)  # G and E's step: forward, losses, backward, Adam
+        pooled = self.query_pools(pairs)  # the pools' random choice, on the host
+        return self.recorded({**terms, **self.discriminator_step(x, y, pooled)})  # D step
 
-        # Forward: the two joint pairs, (x, G(x)) from the generator and (E(y), y) from the encoder;
-        # generator and encoder losses, with D frozen: each pair tries to pass for the other.
+    def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                         dict[str, torch.Tensor]]:
+        """The two joint pairs, (x, G(x)) from the generator and (E(y), y) from the encoder; generator
+        and encoder losses, with D frozen (each pair tries to pass for the other); their step."""
+        G, E, D = self.G, self.E, self.D
         set_requires_grad([D], False)
         with self.autocast():
             generated, encoded = joint(x, G(x)), joint(E(y), y)
@@ -62,24 +69,23 @@ class BiGAN(Method):
                 "G_gan": self.gan_loss(D(generated), True),
                 "E_gan": self.gan_loss(D(encoded), False),
             }
-
-        # Generator and encoder step.
         self.optimizers["G"].zero_grad(set_to_none=True)
         (loss["G_gan"] + loss["E_gan"]).backward()
         self.optimizers["G"].step()
+        return loss, {"encoded": encoded.detach(), "generated": generated.detach()}
 
-        # Discriminator loss: encoder pairs are "real", generator pairs "fake" (past pairs from the pools).
+    def discriminator_step(self, x: torch.Tensor, y: torch.Tensor,
+                           pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Encoder pairs are "real", generator pairs "fake" (past pairs from the pools); D's step."""
+        D = self.D
         set_requires_grad([D], True)
-        real = self.pools["encoded"].query(encoded)
-        fake = self.pools["generated"].query(generated)
+        real, fake = pooled["encoded"], pooled["generated"]
         with self.autocast():
-            loss["D"] = 0.5 * (self.gan_loss(D(real.detach()), True) + self.gan_loss(D(fake.detach()), False))
-
-        # Discriminator step.
+            loss = {"D": 0.5 * (self.gan_loss(D(real.detach()), True) + self.gan_loss(D(fake.detach()), False))}
         self.optimizers["D"].zero_grad(set_to_none=True)
         loss["D"].backward()
         self.optimizers["D"].step()
-        return {k: v.detach() for k, v in loss.items()}
+        return loss
 
     def labels_to_photo(self, x: torch.Tensor) -> torch.Tensor:
         return self.G(x)

@@ -20,7 +20,7 @@ from torch import nn
 from cgbench.config import Config
 from cgbench.errors import ConfigError
 from cgbench.methods.base import ImagePool, TwoWayGAN, pool_seed, set_requires_grad
-from cgbench.speed import INDEPENDENT_HALVES, Half
+from cgbench.speed import GRAPH_SAFE_STEP, INDEPENDENT_HALVES, Half
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class CycleGAN(TwoWayGAN):
     name = "cyclegan"
     terms = ("G_gan", "F_gan", "cycle_forward", "cycle_backward", "idt_G", "idt_F", "D_Y", "D_X")
     # L splits into everything that starts from x and everything that starts from y, which share
-    # no activation: the speed layer may compute the two halves concurrently.
-    capabilities = TwoWayGAN.capabilities | {INDEPENDENT_HALVES}
+    # no activation: the speed layer may compute the two halves concurrently. Its step is a G step,
+    # the pools' query and a D step: the speed layer may capture the two steps as CUDA graphs.
+    capabilities = TwoWayGAN.capabilities | {INDEPENDENT_HALVES, GRAPH_SAFE_STEP}
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
@@ -69,27 +70,34 @@ class CycleGAN(TwoWayGAN):
         self.l1 = nn.L1Loss()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        D_X, D_Y = self.D_X, self.D_Y
+        terms, fakes = self.generator_step(x, y)  # G step: forward, losses, backward, Adam
+        pooled = self.query_pools(fakes)  # the pools' random choice, on the host
+        return self.recorded({**terms, **self.discriminator_step(x, y, pooled)})  # D step
 
-        # Generators, with the discriminators frozen: L_G = L_from_x + L_from_y, one backward of the sum.
-        set_requires_grad([D_X, D_Y], False)
+    def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                         dict[str, torch.Tensor]]:
+        """G and F's step, the discriminators frozen: L_G = L_from_x + L_from_y, one backward of the sum."""
+        set_requires_grad([self.D_X, self.D_Y], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
         from_x, from_y = self.halves.backward_sum(lambda: self.loss_from_x(x), lambda: self.loss_from_y(y))
         self.optimizers["G"].step()
-        loss = {**from_x.terms, **from_y.terms}
+        return {**from_x.terms, **from_y.terms}, {"fake_y": from_x.fake, "fake_x": from_y.fake}
 
-        # Discriminators: real vs. a fake drawn from the pool of past fakes; then the D step.
-        if self.ablation.gan:
-            set_requires_grad([D_X, D_Y], True)
-            self.optimizers["D"].zero_grad(set_to_none=True)
-            fake_y, fake_x = self.pools["fake_y"].query(from_x.fake), self.pools["fake_x"].query(from_y.fake)
-            judged_y, judged_x = self.halves.backward_sum(lambda: self.judge(D_Y, y, fake_y),
-                                                          lambda: self.judge(D_X, x, fake_x))
-            self.optimizers["D"].step()
-            loss["D_Y"], loss["D_X"] = judged_y.loss, judged_x.loss
-        else:
-            loss["D_Y"] = loss["D_X"] = x.new_zeros(())
-        return {term: loss[term].detach() for term in self.terms}
+    def query_pools(self, fakes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return super().query_pools(fakes) if self.ablation.gan else {}  # no discriminator, no pool
+
+    def discriminator_step(self, x: torch.Tensor, y: torch.Tensor,
+                           pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """D_Y and D_X's step: real images against fakes drawn from the pools of past fakes."""
+        if not self.ablation.gan:
+            zero = x.new_zeros(())
+            return {"D_Y": zero, "D_X": zero}
+        set_requires_grad([self.D_X, self.D_Y], True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        judged_y, judged_x = self.halves.backward_sum(lambda: self.judge(self.D_Y, y, pooled["fake_y"]),
+                                                      lambda: self.judge(self.D_X, x, pooled["fake_x"]))
+        self.optimizers["D"].step()
+        return {"D_Y": judged_y.loss, "D_X": judged_x.loss}
 
     def loss_from_x(self, x: torch.Tensor) -> Half:
         """The half of L that starts from x: L_GAN(G, D_Y) + λ‖F(G(x)) − x‖₁ [+ λ_idt λ‖F(x) − x‖₁]."""

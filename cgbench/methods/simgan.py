@@ -21,12 +21,14 @@ import torch
 
 from cgbench.config import Config
 from cgbench.methods.base import ImagePool, TwoWayGAN, pool_seed, set_requires_grad
+from cgbench.speed import GRAPH_SAFE_STEP
 
 
 class SelfRegularised(TwoWayGAN):
     """GAN + λ_self·distance(input, translation) for both mappings, on CycleGAN's networks."""
 
     terms = ("G_gan", "F_gan", "self_G", "self_F", "D_Y", "D_X")
+    capabilities = TwoWayGAN.capabilities | {GRAPH_SAFE_STEP}  # a G step, the pools' query, a D step
 
     def __init__(self, config: Config, device: torch.device):
         super().__init__(config, device)
@@ -38,11 +40,16 @@ class SelfRegularised(TwoWayGAN):
         return (source - translated).abs().mean()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms, fakes = self.generator_step(x, y)  # G step: forward, losses, backward, Adam
+        pooled = self.query_pools(fakes)  # the pools' random choice, on the host
+        return self.recorded({**terms, **self.discriminator_step(x, y, pooled)})  # D step
+
+    def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                         dict[str, torch.Tensor]]:
+        """Both translations; adversarial + self-regularisation losses (no cycle), with the
+        discriminators frozen; the generators' step."""
         c = self.config
         G, F, D_X, D_Y = self.G, self.F, self.D_X, self.D_Y
-
-        # Forward: both translations; generator losses, with the discriminators frozen:
-        # adversarial + self-regularisation, no cycle.
         set_requires_grad([D_X, D_Y], False)
         with self.autocast():
             fake_y, fake_x = G(x), F(y)
@@ -53,23 +60,22 @@ class SelfRegularised(TwoWayGAN):
                 "self_F": self.self_distance(y, fake_x),
             }
         loss_G = loss["G_gan"] + loss["F_gan"] + c.lambda_self * (loss["self_G"] + loss["self_F"])
-
-        # Generator step.
         self.optimizers["G"].zero_grad(set_to_none=True)
         loss_G.backward()
         self.optimizers["G"].step()
+        return loss, {"fake_y": fake_y.detach(), "fake_x": fake_x.detach()}
 
-        # Discriminator losses: real vs. a fake drawn from the pool of past fakes.
-        set_requires_grad([D_X, D_Y], True)
+    def discriminator_step(self, x: torch.Tensor, y: torch.Tensor,
+                           pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Real images against fakes drawn from the pools of past fakes; the discriminators' step."""
+        set_requires_grad([self.D_X, self.D_Y], True)
         with self.autocast():
-            loss["D_Y"] = self.discriminator_loss(D_Y, y, self.pools["fake_y"].query(fake_y))
-            loss["D_X"] = self.discriminator_loss(D_X, x, self.pools["fake_x"].query(fake_x))
-
-        # Discriminator step.
+            loss = {"D_Y": self.discriminator_loss(self.D_Y, y, pooled["fake_y"]),
+                    "D_X": self.discriminator_loss(self.D_X, x, pooled["fake_x"])}
         self.optimizers["D"].zero_grad(set_to_none=True)
         (loss["D_Y"] + loss["D_X"]).backward()
         self.optimizers["D"].step()
-        return {k: v.detach() for k, v in loss.items()}
+        return loss
 
 
 class SimGAN(SelfRegularised):

@@ -29,6 +29,17 @@ class ChildJob:
     threads: int  # torch threads of each child (0: torch's default); the CPUs a Ray task asks for
 
 
+#: Children a sweep runs at once per GPU when ``--jobs`` is not given: one, as before. More can
+#: share a GPU (``--jobs`` above the GPU count: :func:`gpu_slots`); ``cgbench bench --share N``
+#: measures the aggregate throughput that is to set this default (docs/speed.md). Not measured yet.
+CHILDREN_PER_GPU = 1
+
+
+def default_jobs(gpu_count: int) -> int:
+    """``--jobs`` when not given: :data:`CHILDREN_PER_GPU` per GPU, and one child without a GPU."""
+    return max(1, CHILDREN_PER_GPU * gpu_count)
+
+
 def gpu_slots(jobs: int, gpu_count: int) -> list[int]:
     """The GPUs that ``jobs`` concurrent children take, one slot each: every child its own GPU
     while there are enough, then round robin. Empty (no placement: every child uses the
